@@ -1,0 +1,1 @@
+"""The hooked transformer: config, components, weight processing and loading."""

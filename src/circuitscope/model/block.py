@@ -1,0 +1,80 @@
+"""One transformer block: attention then MLP, each reading a normalised copy of the residual
+stream and adding its output back (or both reading ``resid_pre`` in parallel, as in Pythia)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from circuitscope.hooks import HookPoint
+from circuitscope.model.attention import Attention
+from circuitscope.model.config import TransformerConfig
+from circuitscope.model.kv_cache import LayerKV
+from circuitscope.model.mlp import MLP
+from circuitscope.model.norms import make_norm
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, cfg: TransformerConfig, layer: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.layer = layer
+        self.ln1 = make_norm(cfg)
+        self.attn = Attention(cfg)
+        if not cfg.attn_only:
+            self.ln2 = make_norm(cfg)
+            self.mlp = MLP(cfg)
+
+        self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
+        self.hook_attn_in = HookPoint(opt_in=True)  # [batch, pos, d_model]
+        self.hook_q_input = HookPoint(opt_in=True)  # [batch, pos, head, d_model]
+        self.hook_k_input = HookPoint(opt_in=True)  # [batch, pos, head, d_model]
+        self.hook_v_input = HookPoint(opt_in=True)  # [batch, pos, head, d_model]
+        self.hook_attn_out = HookPoint()  # [batch, pos, d_model]
+        if not cfg.attn_only:
+            if not cfg.parallel_attn_mlp:
+                self.hook_resid_mid = HookPoint()  # [batch, pos, d_model]
+            self.hook_mlp_in = HookPoint(opt_in=True)  # [batch, pos, d_model]
+            self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
+        self.hook_resid_post = HookPoint()  # [batch, pos, d_model]
+
+    def _split_inputs(self) -> bool:
+        return (
+            self.cfg.use_split_qkv_input
+            or self.hook_q_input.active
+            or self.hook_k_input.active
+            or self.hook_v_input.active
+        )
+
+    def attention_inputs(self, resid_pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normalised q/k/v inputs; per head ([batch, pos, head, d_model]) when split inputs are on,
+        which lets path patching give each receiving head its own query/key/value input."""
+        if self._split_inputs():
+            per_head = resid_pre[:, :, None, :].expand(-1, -1, self.cfg.n_heads, -1)
+            q_in = self.ln1(self.hook_q_input(per_head))
+            k_in = self.ln1(self.hook_k_input(per_head))
+            v_in = self.ln1(self.hook_v_input(per_head))
+            return q_in, k_in, v_in
+        x = self.ln1(self.hook_attn_in(resid_pre))
+        return x, x, x
+
+    def forward(
+        self,
+        resid_pre: torch.Tensor,
+        positions: torch.Tensor,
+        mask: Optional[torch.Tensor] = None,
+        past: Optional[LayerKV] = None,
+    ) -> torch.Tensor:
+        resid_pre = self.hook_resid_pre(resid_pre)  # [batch, pos, d_model]
+        q_in, k_in, v_in = self.attention_inputs(resid_pre)
+        attn_out = self.hook_attn_out(self.attn(q_in, k_in, v_in, positions, mask, past))  # [batch, pos, d_model]
+        if self.cfg.attn_only:
+            return self.hook_resid_post(resid_pre + attn_out)
+        if self.cfg.parallel_attn_mlp:
+            mlp_out = self.hook_mlp_out(self.mlp(self.ln2(self.hook_mlp_in(resid_pre))))
+            return self.hook_resid_post(resid_pre + attn_out + mlp_out)
+        resid_mid = self.hook_resid_mid(resid_pre + attn_out)  # [batch, pos, d_model]
+        mlp_out = self.hook_mlp_out(self.mlp(self.ln2(self.hook_mlp_in(resid_mid))))  # [batch, pos, d_model]
+        return self.hook_resid_post(resid_mid + mlp_out)  # [batch, pos, d_model]
