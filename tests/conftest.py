@@ -1,0 +1,116 @@
+"""Shared test fixtures: a tiny tokenizer trained on the spot and fake models built on it.
+
+Nothing here touches the network: the tokenizer is a byte-level BPE trained in well under a second
+on sentences built from ``circuitscope.tasks.vocab``, so every name, place, object and day in that
+file is a single token with its leading space (as in GPT-2), and ``<|endoftext|>`` is BOS, EOS and
+pad. Words outside the corpus (``" Zyzzyva"``) still tokenize, byte by byte, into several tokens.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Tests never reach the network: fail fast instead of retrying the hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest
+import torch
+
+from circuitscope.tasks import vocab
+
+SPECIAL = "<|endoftext|>"
+
+
+def _corpus() -> list[str]:
+    """Sentences in which every vocab word appears often enough to be merged into one token."""
+    lines: list[str] = []
+    names, places, objects = vocab.NAMES, vocab.PLACES, vocab.OBJECTS
+    for i, template in enumerate(vocab.IOI_TEMPLATES):
+        for j, name in enumerate(names):
+            other = names[(j + 1 + i) % len(names)]
+            text = (
+                template.replace("[A]", name)
+                .replace("[B]", other)
+                .replace("[PLACE]", places[(i + j) % len(places)])
+                .replace("[OBJECT]", objects[(i * 3 + j) % len(objects)])
+            )
+            lines.append(text)
+    for template in vocab.DAY_TEMPLATES:
+        for day in vocab.DAYS:
+            lines.extend([template.replace("[DAY]", day) + " " + day] * 3)
+    for word in names + places + objects + vocab.DAYS:
+        lines.extend([f"{word}: the {word} and {word}."] * 3)
+    lines.extend(
+        [
+            "Who asked about the game? Who said it? Question: who spoke first? Answer:",
+            "I think so. Yes, that is right. No, I was not there. Did you see it?",
+        ]
+        * 5
+    )
+    return lines
+
+
+def build_tiny_tokenizer():
+    """Train the byte-level BPE tokenizer used across the test suite (about 0.3 s)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=4000,
+        min_frequency=1,
+        special_tokens=[SPECIAL],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=SPECIAL, eos_token=SPECIAL, pad_token=SPECIAL
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    return build_tiny_tokenizer()
+
+
+class FakeModel:
+    """A tiny causal 'language model' built from random embeddings.
+
+    Logits at a position come from the token there plus (unless ``bigram=True``) the running mean
+    of the embeddings so far, so earlier tokens matter and clean/corrupted runs differ. A pure
+    bigram model (``bigram=True``) sees only the current token: two prompts ending in the same
+    token get identical answer logits. It has a ``.tokenizer`` and maps ``tokens [batch, pos] ->
+    logits [batch, pos, vocab]``, which is all the task and metric code asks of a model.
+    """
+
+    def __init__(self, tokenizer, seed: int = 0, bigram: bool = False, d_model: int = 16):
+        self.tokenizer = tokenizer
+        self.bigram = bigram
+        gen = torch.Generator().manual_seed(seed)
+        d_vocab = len(tokenizer)
+        self.embed = torch.nn.Embedding(d_vocab, d_model)
+        self.unembed = torch.nn.Linear(d_model, d_vocab, bias=False)
+        with torch.no_grad():
+            self.embed.weight.copy_(torch.randn(d_vocab, d_model, generator=gen))
+            self.unembed.weight.copy_(torch.randn(d_vocab, d_model, generator=gen))
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)  # [batch, pos, d_model]
+        if not self.bigram:
+            counts = torch.arange(1, tokens.shape[1] + 1, device=tokens.device).view(1, -1, 1)
+            x = x + x.cumsum(1) / counts
+        return self.unembed(x)  # [batch, pos, vocab]
+
+
+@pytest.fixture(scope="session")
+def fake_model(tiny_tokenizer):
+    return FakeModel(tiny_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def bigram_model(tiny_tokenizer):
+    return FakeModel(tiny_tokenizer, bigram=True)
