@@ -39,14 +39,10 @@ class HookedRootModule(nn.Module):
 
     # ----------------------------------------------------------------- resolving names
     def _unknown_hook(self, name: str) -> KeyError:
-        from circuitscope.names import suggest_names
+        from circuitscope.names import unknown_name_message
 
-        close = suggest_names(name, list(self.hook_dict))
-        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        return KeyError(
-            f"unknown hook name {name!r}{hint} (model.hook_dict lists all "
-            f"{len(self.hook_dict)} hook points; get_act_name('z', 3) builds names)"
-        )
+        n_layers = getattr(getattr(self, "cfg", None), "n_layers", None)
+        return KeyError(unknown_name_message(name, list(self.hook_dict), n_layers))
 
     def hook_points(self, name_or_filter: Union[str, Callable[[str], bool]]) -> list[HookPoint]:
         """The hook points a name or a ``name -> bool`` predicate selects (error if a name is unknown)."""

@@ -1,0 +1,5 @@
+import sys
+
+from circuitscope.cli import main
+
+sys.exit(main())
