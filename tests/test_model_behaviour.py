@@ -184,3 +184,47 @@ def test_weight_views_shapes(gpt2):
     assert qk.shape == (c.n_layers, c.n_heads, c.d_model, c.d_model)
     torch.testing.assert_close(qk.AB[1, 2], gpt2.W_Q[1, 2] @ gpt2.W_K[1, 2].T)
     torch.testing.assert_close(gpt2.OV.AB[0, 3], gpt2.W_V[0, 3] @ gpt2.W_O[0, 3])
+
+
+@pytest.mark.parametrize("which", ["gpt2", "neox"])
+def test_block_keep_subset_of_positions(which, request):
+    """Computing the last block only at chosen positions gives those rows of the full run."""
+    model = request.getfixturevalue(which)
+    tokens = random_tokens()
+    last = model.cfg.n_layers - 1
+    _, cache = model.run_with_cache(tokens)
+    resid = cache["resid_pre", last]
+    positions = torch.arange(tokens.shape[1]).expand(tokens.shape[0], -1)
+    keep = torch.tensor([[11], [4], [7]])
+    out = model.blocks[last](resid, positions, keep=keep)  # [batch, 1, d_model]
+    expected = cache["resid_post", last].gather(1, keep[..., None].expand(-1, -1, model.cfg.d_model))
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+
+
+def test_block_reuses_prefix_keys_values(neox):
+    """Starting a block mid-sequence with the prefix's cached keys/values reproduces the suffix."""
+    from circuitscope.model.kv_cache import LayerKV
+
+    tokens = random_tokens()
+    _, cache = neox.run_with_cache(tokens)
+    resid = cache["resid_pre", 1]
+    positions = torch.arange(tokens.shape[1]).expand(tokens.shape[0], -1)
+    split = 5
+    past = LayerKV(cache["rot_k", 1][:, :split], cache["v", 1][:, :split], frozen=True)
+    out = neox.blocks[1](resid[:, split:], positions[:, split:], past=past)
+    torch.testing.assert_close(out, cache["resid_post", 1][:, split:], atol=1e-5, rtol=0)
+
+
+def test_refactor_factored_attn_matrices_balances_qk_and_ov():
+    hf = make_hf_model("gpt2")
+    plain = HookedTransformer.from_pretrained("gpt2-tiny", hf_model=hf, device="cpu")
+    refac = HookedTransformer.from_pretrained("gpt2-tiny", hf_model=hf, device="cpu", refactor_factored_attn_matrices=True)
+    torch.testing.assert_close(refac.QK.AB, plain.QK.AB, atol=1e-5, rtol=0)
+    torch.testing.assert_close(refac.OV.AB, plain.OV.AB, atol=1e-5, rtol=0)
+    q = torch.cat([refac.W_Q[0, 0], refac.b_Q[0, 0][None]], dim=0)  # [d_model + 1, d_head]
+    k = torch.cat([refac.W_K[0, 0], refac.b_K[0, 0][None]], dim=0)
+    torch.testing.assert_close(q.pow(2).sum(0), k.pow(2).sum(0), atol=1e-5, rtol=1e-4)
+    gram = q.T @ q
+    torch.testing.assert_close(gram - torch.diag(gram.diag()), torch.zeros_like(gram), atol=1e-5, rtol=0)
+    tokens = random_tokens()
+    torch.testing.assert_close(refac(tokens), plain(tokens), atol=1e-4, rtol=0)

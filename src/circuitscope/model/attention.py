@@ -63,22 +63,32 @@ class Attention(nn.Module):
         positions: torch.Tensor,
         mask: Optional[torch.Tensor] = None,
         past: Optional[LayerKV] = None,
+        query_positions: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Inputs are the normalised residual, ``[batch, pos, d_model]`` or ``[batch, pos, head, d_model]``.
 
-        ``positions`` [batch, pos] are absolute positions (for rotary); ``mask`` [batch, 1, q, k] is
-        True where a query may attend (None: plain causal); ``past`` holds keys/values of earlier
-        positions, which are prepended to this call's keys/values.
+        ``positions`` [batch, pos] are the keys' absolute positions (for rotary); ``mask``
+        [batch, 1, q, k] is True where a query may attend (None: plain causal); ``past`` holds keys
+        and values of earlier positions, prepended to this call's. ``query_positions``
+        [batch, q] (with ``q_input`` holding only those rows) computes queries for a subset of
+        positions while keys and values cover them all.
         """
         q = self.hook_q(project(q_input, self.W_Q, self.b_Q))  # [batch, pos, head, d_head]
         k = self.hook_k(project(k_input, self.W_K, self.b_K))  # [batch, pos, head, d_head]
         v = self.hook_v(project(v_input, self.W_V, self.b_V))  # [batch, pos, head, d_head]
         if self.rotary is not None:
             cos, sin = self.rotary.cos_sin(positions)
-            q = self.hook_rot_q(self.rotary(q, cos, sin))
+            if query_positions is not None:
+                q = self.hook_rot_q(self.rotary(q, *self.rotary.cos_sin(query_positions)))
+            else:
+                q = self.hook_rot_q(self.rotary(q, cos, sin))
             k = self.hook_rot_k(self.rotary(k, cos, sin))
         if past is not None:
             k, v = past.extend(k, v)  # [batch, past + pos, head, d_head]
+        if mask is None and k.shape[1] != q.shape[1]:
+            # Queries are the last positions of the key range: causal with an offset.
+            nq, nk = q.shape[1], k.shape[1]
+            mask = torch.ones(nq, nk, dtype=torch.bool, device=q.device).tril(nk - nq)
 
         if self.hook_attn_scores.active or self.hook_pattern.active:
             z = self._explicit_attention(q, k, v, mask)
@@ -88,7 +98,7 @@ class Attention(nn.Module):
                 k.transpose(1, 2),
                 v.transpose(1, 2),
                 attn_mask=mask,
-                is_causal=mask is None and q.shape[1] == k.shape[1],
+                is_causal=mask is None,
                 scale=1.0 / self.cfg.attn_scale,
             ).transpose(1, 2)
         z = self.hook_z(z)  # [batch, pos, head, d_head]
@@ -102,8 +112,7 @@ class Attention(nn.Module):
     def _explicit_attention(self, q, k, v, mask) -> torch.Tensor:
         scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / self.cfg.attn_scale  # [batch, head, q, k]
         if mask is None:
-            nq, nk = q.shape[1], k.shape[1]
-            mask = torch.ones(nq, nk, dtype=torch.bool, device=q.device).tril(nk - nq)
+            mask = torch.ones(q.shape[1], k.shape[1], dtype=torch.bool, device=q.device).tril()
         scores = self.hook_attn_scores(scores.masked_fill(~mask, float("-inf")))
         pattern = self.hook_pattern(scores.float().softmax(dim=-1).to(q.dtype))  # [batch, head, q, k]
         return torch.einsum("bhqk,bkhe->bqhe", pattern, v)

@@ -66,10 +66,32 @@ class TransformerBlock(nn.Module):
         positions: torch.Tensor,
         mask: Optional[torch.Tensor] = None,
         past: Optional[LayerKV] = None,
+        keep: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
+        """resid_pre [batch, pos, d_model] -> resid_post [batch, pos, d_model].
+
+        ``keep`` [batch, n_keep] (indices into this call's positions) computes the block's output
+        only at those positions: keys and values still come from every position, but queries, the
+        MLP and the residual update run on the kept rows only (the output is [batch, n_keep,
+        d_model]). A run that needs logits at the answer position alone uses this in its last
+        layers.
+        """
         resid_pre = self.hook_resid_pre(resid_pre)  # [batch, pos, d_model]
         q_in, k_in, v_in = self.attention_inputs(resid_pre)
-        attn_out = self.hook_attn_out(self.attn(q_in, k_in, v_in, positions, mask, past))  # [batch, pos, d_model]
+        query_positions = None
+        if keep is not None:
+            rows = keep.to(resid_pre.device)
+            q_in = q_in[torch.arange(q_in.shape[0], device=rows.device)[:, None], rows]
+            resid_pre = resid_pre.gather(1, rows[..., None].expand(-1, -1, resid_pre.shape[-1]))
+            query_positions = positions.gather(1, rows)
+            if mask is None:  # causal: query row i sees keys up to its own position
+                n_keys = k_in.shape[1] + (past.k.shape[1] if past is not None and past.k is not None else 0)
+                offset = n_keys - k_in.shape[1]
+                mask = (torch.arange(n_keys, device=rows.device)[None, None, :] <= (rows + offset)[..., None])[:, None]
+            else:
+                mask = mask.expand(rows.shape[0], -1, -1, -1).gather(2, rows[:, None, :, None].expand(-1, 1, -1, mask.shape[-1]))
+        attn_out = self.attn(q_in, k_in, v_in, positions, mask, past, query_positions)
+        attn_out = self.hook_attn_out(attn_out)  # [batch, pos, d_model]
         if self.cfg.attn_only:
             return self.hook_resid_post(resid_pre + attn_out)
         if self.cfg.parallel_attn_mlp:

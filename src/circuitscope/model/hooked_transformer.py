@@ -49,6 +49,21 @@ class HookedTransformer(TokenAPI, WeightViews, HookedRootModule):
         self.ln_final = make_norm(cfg)
         self.unembed = Unembed(cfg)
         self.setup_hooks()
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self, std: float = 0.02) -> None:
+        """Random weights for a model built from a config (GPT-2-style init, torch's global RNG):
+        matrices ~ N(0, std), biases 0, norm gains 1. Loading a checkpoint overwrites them."""
+        for name, p in self.named_parameters():
+            if p.is_meta:
+                continue
+            if name.endswith(".w"):
+                p.fill_(1.0)
+            elif p.dim() == 1 or name.split(".")[-1].startswith("b_"):
+                p.zero_()
+            else:
+                p.normal_(0.0, std)
 
     # ------------------------------------------------------------------ forward
     def forward(
