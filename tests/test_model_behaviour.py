@@ -228,3 +228,16 @@ def test_refactor_factored_attn_matrices_balances_qk_and_ov():
     torch.testing.assert_close(gram - torch.diag(gram.diag()), torch.zeros_like(gram), atol=1e-5, rtol=0)
     tokens = random_tokens()
     torch.testing.assert_close(refac(tokens), plain(tokens), atol=1e-4, rtol=0)
+
+
+def test_predicates_skip_opt_in_hooks_unless_enabled(gpt2):
+    tokens = random_tokens()
+    _, everything = gpt2.run_with_cache(tokens, names_filter=lambda name: True)
+    _, default = gpt2.run_with_cache(tokens)
+    assert set(everything.keys()) == set(default.keys())
+    gpt2.set_use_attn_result(True)
+    try:
+        _, with_result = gpt2.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_result"))
+    finally:
+        gpt2.set_use_attn_result(False)
+    assert len(with_result.keys()) == gpt2.cfg.n_layers

@@ -51,14 +51,19 @@ class HookedRootModule(nn.Module):
                 raise self._unknown_hook(name_or_filter)
             return [self.hook_dict[name_or_filter]]
         if callable(name_or_filter):
-            return [hp for name, hp in self.hook_dict.items() if name_or_filter(name)]
+            return [hp for name, hp in self.hook_dict.items() if self._selectable(name) and name_or_filter(name)]
         raise TypeError(
             f"a hook target must be a hook name or a function name -> bool, got {type(name_or_filter).__name__}"
         )
 
+    def _selectable(self, name: str) -> bool:
+        """Predicates and catch-all filters reach opt-in hook points only when the config enables
+        them; naming an opt-in hook explicitly always works (and makes the model compute it)."""
+        return not self.hook_dict[name].opt_in or self._opt_in_enabled(name)
+
     def _names_filter_fn(self, names_filter: NameFilter) -> Callable[[str], bool]:
         if names_filter is None:
-            return lambda name: not self.hook_dict[name].opt_in or self._opt_in_enabled(name)
+            return self._selectable
         if isinstance(names_filter, str):
             names_filter = [names_filter]
         if isinstance(names_filter, (list, tuple, set)):
@@ -68,7 +73,7 @@ class HookedRootModule(nn.Module):
                     raise self._unknown_hook(name)
             return wanted.__contains__
         if callable(names_filter):
-            return names_filter
+            return lambda name: self._selectable(name) and names_filter(name)
         raise TypeError("names_filter must be None, a name, a list of names or a function name -> bool")
 
     def _opt_in_enabled(self, name: str) -> bool:
