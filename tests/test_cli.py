@@ -33,3 +33,9 @@ def test_demo_reports_and_writes_json(folder, tmp_path, capsys):
 def test_demo_bad_model_is_a_clear_error(tmp_path, capsys):
     assert main(["demo", "--model", str(tmp_path / "missing")]) == 2
     assert "not a local folder" in capsys.readouterr().err
+
+
+def test_demo_leaves_grad_mode_alone(folder):
+    assert torch.is_grad_enabled()
+    main(["demo", "--model", str(folder), "--prompts", "4", "--top", "1"])
+    assert torch.is_grad_enabled()

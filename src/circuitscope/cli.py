@@ -18,12 +18,16 @@ def _table(rows: list[tuple], header: tuple) -> str:
 
 
 def demo(args: argparse.Namespace) -> dict:
+    with torch.no_grad():
+        return _demo(args)
+
+
+def _demo(args: argparse.Namespace) -> dict:
     from circuitscope import HookedTransformer
     from circuitscope.analysis import head_attribution, logit_lens
     from circuitscope.tasks import ioi_task
     from circuitscope.utils import test_prompt
 
-    torch.set_grad_enabled(False)
     model = HookedTransformer.from_pretrained(args.model, device=args.device)
     print(model)
     task = ioi_task(model, N=args.prompts, seed=args.seed)
