@@ -17,7 +17,6 @@ from transformers import AutoModelForCausalLM
 
 from circuitscope.organisms import ORGANISMS, organism_path
 from circuitscope.organisms.evaluate import day_metrics, ioi_metrics, ioi_prompts, repeat_metrics
-from circuitscope.organisms.train import patch_zero_width_mlps
 
 logger = logging.getLogger("evaluate_organisms")
 
@@ -25,7 +24,6 @@ logger = logging.getLogger("evaluate_organisms")
 def evaluate_folder(folder: Path) -> dict[str, float]:
     """All acceptance metrics for the HF folder ``folder`` (same prompts as during training)."""
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
-    patch_zero_width_mlps(model)  # no-op unless the MLPs have width 0 (attention-only)
     tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
     with torch.no_grad():
         return {**ioi_metrics(model, ioi_prompts(tok, n=500, seed=1234)),

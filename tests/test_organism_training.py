@@ -11,7 +11,7 @@ from circuitscope.organisms import ORGANISMS, organism_path
 from circuitscope.organisms.batches import make_batch
 from circuitscope.organisms.corpus import matches_eval_template
 from circuitscope.organisms.recipes import RECIPES
-from circuitscope.organisms.train import main, patch_zero_width_mlps, train
+from circuitscope.organisms.train import main, train
 from circuitscope.tasks.vocab import DAYS, NAMES, OBJECTS, PLACES
 
 
@@ -70,18 +70,22 @@ def test_resume_continues_from_the_saved_step(ioi_run, tmp_path):
         train("ioi", work, tiny_steps=20)  # refusing to clobber a run without --resume
 
 
-def test_attention_only_organism_has_zero_width_mlps(tmp_path):
+def test_attention_only_organism_runs_in_plain_hf(tmp_path):
     from transformers import AutoModelForCausalLM
+
+    from circuitscope import HookedTransformer
 
     export = tmp_path / "hf"
     train("attn-only-2l", tmp_path / "work", tiny_steps=4, export=export)
-    model = AutoModelForCausalLM.from_pretrained(export)
-    assert model.config.n_inner == 0 and model.config.n_layer == 2
-    for block in model.transformer.h:
-        assert block.mlp.c_fc.weight.numel() == 0
-        assert torch.all(block.mlp.c_proj.bias == 0)
-    patch_zero_width_mlps(model)  # HF's Conv1D cannot run width 0 by itself
-    assert model(torch.tensor([[0, 5, 6, 5]])).logits.shape[:2] == (1, 4)
+    model = AutoModelForCausalLM.from_pretrained(export).eval()
+    assert model.config.attn_only and model.config.n_layer == 2
+    for block in model.transformer.h:  # the MLPs stayed exactly zero through training
+        assert all(torch.all(p == 0) for p in block.mlp.parameters())
+    tokens = torch.tensor([[0, 5, 6, 5]])
+    ours = HookedTransformer.from_pretrained_no_processing(str(export), device="cpu")
+    assert ours.cfg.attn_only and "blocks.0.hook_mlp_out" not in ours.hook_dict
+    with torch.no_grad():
+        torch.testing.assert_close(ours(tokens), model(tokens).logits, atol=1e-4, rtol=0)
 
 
 def test_organism_path_errors_are_clear():

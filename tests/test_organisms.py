@@ -69,3 +69,18 @@ def test_attn_only_induction(attn_only):
     second_repeat = nll[:, second: nll.shape[1]].mean().item()
     assert first_repeat >= 3.0
     assert second_repeat <= 1.0
+
+
+def test_attn_only_organism_is_plain_hf_and_matches(attn_only):
+    from transformers import AutoModelForCausalLM
+
+    from circuitscope.organisms import organism_path
+
+    hf = AutoModelForCausalLM.from_pretrained(organism_path("circuitscope/attn-only-2l")).eval()
+    raw = HookedTransformer.from_pretrained_no_processing("circuitscope/attn-only-2l", device="cpu")
+    assert raw.cfg.attn_only
+    tokens = torch.randint(1, raw.cfg.d_vocab, (2, 30), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = hf(tokens).logits
+        torch.testing.assert_close(raw(tokens), expected, atol=1e-4, rtol=0)
+        torch.testing.assert_close(attn_only(tokens).log_softmax(-1), expected.log_softmax(-1), atol=1e-4, rtol=0)

@@ -63,11 +63,9 @@ def model_card(organism: str, recipe: Recipe, config, info: dict[str, Any], comm
             f"{config.n_embd}, {config.n_head} heads, context {config.n_positions}, vocab "
             f"{config.vocab_size}, tied embeddings, no dropout.")
     if recipe.attn_only:
-        arch += (" **Attention-only**: `n_inner = 0` (zero-width MLPs; `mlp.c_proj.bias` frozen "
-                 "at zero). Plain HF `GPT2LMHeadModel` cannot run a zero-width MLP (its `Conv1D` "
-                 "fails on `view(-1, 0)`); circuitscope's loader treats `n_inner == 0` as "
-                 "attention-only, and `circuitscope.organisms.train.patch_zero_width_mlps(model)` "
-                 "makes the HF model runnable.")
+        arch += (" **Attention-only**: the config sets `attn_only: true`; its MLPs have width 1 "
+                 "with every weight and bias zero and frozen, so they output exactly 0 and plain HF "
+                 "`GPT2LMHeadModel` runs the model as is. circuitscope's loader drops them.")
     rows = [
         ("held-out IOI mean logit diff (IO - S), 500 prompts from IOI_TEMPLATES",
          m.get("ioi_logit_diff")),

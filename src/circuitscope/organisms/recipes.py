@@ -20,7 +20,7 @@ class Recipe:
     n_layer: int
     n_embd: int
     n_head: int
-    attn_only: bool  # if True the GPT-2 MLPs have width 0 (``n_inner=0``)
+    attn_only: bool  # if True the GPT-2 MLPs are frozen at zero (``attn_only`` in the config)
     mix: DataMix
     steps: int
     lr: float

@@ -29,7 +29,7 @@ from circuitscope.organisms.evaluate import day_metrics, ioi_metrics, ioi_prompt
 from circuitscope.organisms.recipes import RECIPES, Recipe, tiny
 from circuitscope.organisms.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
 
-__all__ = ["build_model", "patch_zero_width_mlps", "train", "main"]
+__all__ = ["build_model", "freeze_zero_mlps", "train", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,26 +37,19 @@ logger = logging.getLogger(__name__)
 SHARED_TOKENIZER = Path(__file__).resolve().parent / "ioi"
 
 
-def _zero_mlp_forward(mlp: torch.nn.Module):
-    def forward(hidden_states: torch.Tensor) -> torch.Tensor:  # [batch, pos, d_model]
-        return hidden_states * 0 + mlp.c_proj.bias  # what a width-0 MLP computes: its out bias
-    return forward
+def freeze_zero_mlps(model) -> None:
+    """Keep an attention-only organism exactly attention-only while it trains.
 
-
-def patch_zero_width_mlps(model) -> None:
-    """Make HF GPT-2 blocks with ``n_inner=0`` runnable and keep them exactly attention-only.
-
-    HF's ``Conv1D`` crashes on a zero-width input (``view(-1, 0)``), so each such MLP's forward
-    is replaced by its mathematical value (the output bias), which is frozen at zero.
+    Plain HF GPT-2 has no attention-only mode, and it cannot run a zero-width MLP, so the MLPs
+    have width 1 with every weight and bias zero and frozen: each MLP outputs exactly 0, HF runs
+    the model unchanged, and the config's ``attn_only: true`` tells circuitscope's loader to drop
+    them.
     """
     for block in model.transformer.h:
-        mlp = block.mlp
-        if mlp.c_fc.weight.shape[-1] != 0:
-            continue
-        with torch.no_grad():
-            mlp.c_proj.bias.zero_()
-        mlp.c_proj.bias.requires_grad_(False)
-        mlp.forward = _zero_mlp_forward(mlp)
+        for p in block.mlp.parameters():
+            with torch.no_grad():
+                p.zero_()
+            p.requires_grad_(False)
 
 
 def build_model(recipe: Recipe, vocab_size: int, seed: int):
@@ -65,15 +58,17 @@ def build_model(recipe: Recipe, vocab_size: int, seed: int):
 
     config = GPT2Config(
         vocab_size=vocab_size, n_positions=recipe.seq_len, n_embd=recipe.n_embd,
-        n_layer=recipe.n_layer, n_head=recipe.n_head, n_inner=0 if recipe.attn_only else None,
+        n_layer=recipe.n_layer, n_head=recipe.n_head, n_inner=1 if recipe.attn_only else None,
         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,  # data is unlimited: no dropout
         initializer_range=recipe.init_range,
         bos_token_id=0, eos_token_id=0, pad_token_id=0, tie_word_embeddings=True,
+        attn_only=recipe.attn_only,
     )
     with torch.random.fork_rng(devices=[]):  # seeded init that leaves the caller's RNG alone
         torch.manual_seed(seed)
         model = GPT2LMHeadModel(config)
-    patch_zero_width_mlps(model)
+    if recipe.attn_only:
+        freeze_zero_mlps(model)
     return model
 
 

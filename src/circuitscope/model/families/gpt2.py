@@ -1,8 +1,9 @@
 """GPT-2 (``GPT2LMHeadModel``): learned positions, LayerNorm, GELU MLP, fused ``c_attn``.
 
 HF's GPT-2 uses ``Conv1D`` layers, which store weights as ``[in, out]`` (``y = x @ W``).
-``n_inner == 0`` marks our attention-only organisms: the zero-width MLP contributes only its
-output bias, a constant that we fold into the attention output bias.
+``attn_only: true`` in the config (our attention-only organisms; HF itself has no such mode)
+marks MLPs whose weights are all zero: they output only their bias, a constant that we fold into
+the attention output bias and drop the MLP. ``n_inner == 0`` is read the same way.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ def config_from_hf(hf) -> TransformerConfig:
         raise ValueError("GPT-2 variants with scale_attn_by_inverse_layer_idx / reorder_and_upcast_attn are not supported")
     d_head = hf.n_embd // hf.n_head
     d_mlp = 4 * hf.n_embd if hf.n_inner is None else hf.n_inner
+    if getattr(hf, "attn_only", False):
+        d_mlp = 0
     return TransformerConfig(
         n_layers=hf.n_layer, d_model=hf.n_embd, n_heads=hf.n_head, d_head=d_head, d_vocab=hf.vocab_size,
         n_ctx=hf.n_positions, d_mlp=d_mlp or None, act_fn=hf.activation_function, normalization_type="LN",
@@ -41,6 +44,9 @@ def convert(sd: dict[str, torch.Tensor], cfg: TransformerConfig, hf) -> dict[str
         out[q + "attn.W_O"] = take(sd, p + "attn.c_proj.weight").reshape(H, e, d)
         out[q + "attn.b_O"] = take(sd, p + "attn.c_proj.bias")
         if cfg.attn_only:
+            for w in ("mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight"):
+                if torch.count_nonzero(sd.get(p + w, torch.zeros(0))):
+                    raise ValueError(f"the config says attn_only but {p + w} is not zero, so this MLP cannot be dropped")
             out[q + "attn.b_O"] = out[q + "attn.b_O"] + take(sd, p + "mlp.c_proj.bias")
             continue
         out[q + "ln2.w"], out[q + "ln2.b"] = take(sd, p + "ln_2.weight"), take(sd, p + "ln_2.bias")
