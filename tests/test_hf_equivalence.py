@@ -57,3 +57,16 @@ def test_explicit_attention_path_matches_fused(saved):
     logits = model.run_with_hooks(tokens, fwd_hooks=[(lambda n: n.endswith("hook_pattern"), lambda x, hook: seen.append(hook.name))])
     assert len(seen) == model.cfg.n_layers
     torch.testing.assert_close(logits, hf_logits, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+def test_dtype_option(dtype):
+    hf = make_hf_model("llama")
+    tokens = random_tokens()
+    with torch.no_grad():
+        expected = hf(tokens).logits.log_softmax(-1)
+        model = HookedTransformer.from_pretrained("llama", hf_model=hf, device="cpu", dtype=dtype)
+        assert model.W_Q.dtype == dtype and model.cfg.dtype == dtype
+        got = model(tokens).float().log_softmax(-1)
+    atol = 0.1 if dtype == torch.bfloat16 else 1e-4
+    torch.testing.assert_close(got, expected, atol=atol, rtol=0)
