@@ -74,3 +74,13 @@ def test_generate_greedy_matches_argmax(model):
     assert out.shape == (1, tokens.shape[1] + 3)
     first = model(tokens)[0, -1].argmax()
     assert out[0, tokens.shape[1]] == first
+
+
+def test_attention_only_config_like_transformerlens(tiny_tokenizer):
+    from circuitscope import HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, d_vocab=50, n_ctx=16,
+                                  d_mlp=64, attn_only=True)
+    model = HookedTransformer(cfg)
+    assert cfg.d_mlp is None and not any("mlp" in name for name in model.hook_dict)
+    assert model(torch.tensor([[1, 2, 3]])).shape == (1, 3, 50)

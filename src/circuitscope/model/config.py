@@ -41,6 +41,7 @@ class TransformerConfig:
     rotary_base: float = 10000.0
     parallel_attn_mlp: bool = False
     gated_mlp: bool = False
+    attn_only: bool = False  # no MLPs (also implied by d_mlp None or 0)
     attn_scale: Optional[float] = None  # scores are divided by this; default sqrt(d_head)
     window_size: Optional[int] = None  # sliding-window attention (Mistral); None = full causal
     original_architecture: str = ""
@@ -56,6 +57,10 @@ class TransformerConfig:
     dtype: torch.dtype = field(default=torch.float32)
 
     def __post_init__(self) -> None:
+        if not self.d_mlp:
+            self.attn_only = True
+        if self.attn_only:
+            self.d_mlp = None
         if self.n_key_value_heads is None:
             self.n_key_value_heads = self.n_heads
         if self.attn_scale is None:
@@ -67,10 +72,6 @@ class TransformerConfig:
                 f"n_heads ({self.n_heads}) must be a multiple of n_key_value_heads "
                 f"({self.n_key_value_heads})"
             )
-
-    @property
-    def attn_only(self) -> bool:
-        return self.d_mlp is None or self.d_mlp == 0
 
     @property
     def d_vocab_out(self) -> int:
