@@ -241,3 +241,20 @@ def test_predicates_skip_opt_in_hooks_unless_enabled(gpt2):
     finally:
         gpt2.set_use_attn_result(False)
     assert len(with_result.keys()) == gpt2.cfg.n_layers
+
+
+def test_run_with_cache_incl_bwd_caches_gradients(gpt2):
+    tokens = random_tokens()
+    with torch.enable_grad():
+        logits, cache = gpt2.run_with_cache(tokens, names_filter=["blocks.1.hook_resid_pre", "blocks.0.attn.hook_z"],
+                                            incl_bwd=True)
+        logits[:, -1, 5].sum().backward()
+    assert set(cache.keys()) == {"blocks.1.hook_resid_pre", "blocks.0.attn.hook_z",
+                                 "blocks.1.hook_resid_pre_grad", "blocks.0.attn.hook_z_grad"}
+    assert cache["blocks.0.attn.hook_z_grad"].shape == cache["blocks.0.attn.hook_z"].shape
+    with torch.enable_grad():
+        resid = gpt2(tokens, stop_at_layer=1).detach().requires_grad_(True)
+        (expected,) = torch.autograd.grad(gpt2(resid, start_at_layer=1)[:, -1, 5].sum(), resid)
+    torch.testing.assert_close(cache["blocks.1.hook_resid_pre_grad"], expected)
+    gpt2.reset_hooks()
+    assert not any(hp.active for hp in gpt2.hook_dict.values())
