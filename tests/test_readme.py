@@ -1,0 +1,24 @@
+"""The README's Python tour runs as written (on the shipped organism)."""
+
+import re
+from pathlib import Path
+
+import torch
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_tour_runs():
+    block = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[0]
+    scope: dict = {}
+    exec(compile(block, str(README), "exec"), scope)
+    assert scope["logits"].shape == scope["ablated"].shape
+    assert not torch.allclose(scope["logits"], scope["ablated"])
+
+
+def test_readme_starts_with_the_two_commands():
+    lines = README.read_text().splitlines()
+    commands = [lines[i + 1] for i, line in enumerate(lines[:12]) if line == "```bash"]
+    assert len(commands) == 2
+    assert commands[0].endswith("circuitscope demo") and commands[1].endswith("-m pytest")
+    assert (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text().strip().endswith(commands[1])
