@@ -60,9 +60,12 @@ def model_card(organism: str, recipe: Recipe, config, info: dict[str, Any], comm
     """The markdown card: architecture, data, command, wall time and selected-checkpoint metrics."""
     m = info["best_metrics"]
     arch = (f"GPT-2 architecture (`GPT2LMHeadModel`), {config.n_layer} layers, d_model "
-            f"{config.n_embd}, {config.n_head} heads, context {config.n_positions}, vocab "
-            f"{config.vocab_size}, tied embeddings, no dropout.")
-    if recipe.attn_only:
+            f"{config.n_embd}, {config.n_head} heads (d_head {config.n_embd // config.n_head}), "
+            f"context {config.n_positions}, vocab {config.vocab_size}, tied embeddings, "
+            f"no dropout.")
+    if not recipe.attn_only:
+        arch += f" MLP width {config.n_inner or 4 * config.n_embd} (GELU)."
+    else:
         arch += (" **Attention-only**: the config sets `attn_only: true`; its MLPs have width 1 "
                  "with every weight and bias zero and frozen, so they output exactly 0 and plain HF "
                  "`GPT2LMHeadModel` runs the model as is. circuitscope's loader drops them.")

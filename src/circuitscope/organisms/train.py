@@ -58,7 +58,8 @@ def build_model(recipe: Recipe, vocab_size: int, seed: int):
 
     config = GPT2Config(
         vocab_size=vocab_size, n_positions=recipe.seq_len, n_embd=recipe.n_embd,
-        n_layer=recipe.n_layer, n_head=recipe.n_head, n_inner=1 if recipe.attn_only else None,
+        n_layer=recipe.n_layer, n_head=recipe.n_head,
+        n_inner=1 if recipe.attn_only else recipe.n_inner,  # None: GPT-2's 4 * n_embd
         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,  # data is unlimited: no dropout
         initializer_range=recipe.init_range,
         bos_token_id=0, eos_token_id=0, pad_token_id=0, tie_word_embeddings=True,
