@@ -258,3 +258,15 @@ def test_run_with_cache_incl_bwd_caches_gradients(gpt2):
     torch.testing.assert_close(cache["blocks.1.hook_resid_pre_grad"], expected)
     gpt2.reset_hooks()
     assert not any(hp.active for hp in gpt2.hook_dict.values())
+
+
+def test_logit_positions_unembed_only_where_read(neox):
+    tokens = random_tokens()
+    full = neox(tokens)
+    answer_pos = torch.tensor([11, 3, 7])
+    picked = neox(tokens, logit_positions=answer_pos)
+    assert picked.shape == (3, neox.cfg.d_vocab)
+    torch.testing.assert_close(picked, full[torch.arange(3), answer_pos])
+    torch.testing.assert_close(neox(tokens, logit_positions=-1), full[:, -1])
+    with pytest.raises(ValueError, match="logit_positions"):
+        neox(tokens, logit_positions=answer_pos, return_type="loss")

@@ -78,6 +78,7 @@ class HookedTransformer(TokenAPI, WeightViews, HookedRootModule):
         attention_mask: Optional[torch.Tensor] = None,
         tokens: Optional[torch.Tensor] = None,
         past_kv_cache: Optional[KVCache] = None,
+        logit_positions: Optional[torch.Tensor] = None,
     ):
         """Run the model.
 
@@ -85,7 +86,9 @@ class HookedTransformer(TokenAPI, WeightViews, HookedRootModule):
         the residual stream ``[batch, pos, d_model]`` entering block L. ``stop_at_layer=L`` returns
         the residual stream entering block L instead of logits. ``attention_mask`` ``[batch, pos]``
         (1 = real token) is only needed for left-padded batches; ``tokens`` lets a run that starts
-        mid-model still compute the loss.
+        mid-model still compute the loss. ``logit_positions`` ``[batch]`` (one position per prompt,
+        e.g. a task's ``answer_pos``) unembeds only there and returns logits ``[batch, d_vocab]``:
+        the unembedding is the largest matrix in small models, and a metric rarely reads more.
         """
         if return_type not in _RETURN_TYPES:
             raise ValueError(f"return_type must be one of {_RETURN_TYPES}, got {return_type!r}")
@@ -114,6 +117,12 @@ class HookedTransformer(TokenAPI, WeightViews, HookedRootModule):
 
         if return_type is None:
             return None
+        if logit_positions is not None:
+            if return_type != "logits":
+                raise ValueError("logit_positions returns logits at those positions only; use return_type='logits'")
+            rows = torch.as_tensor(logit_positions, device=resid.device).expand(resid.shape[0])
+            resid = resid[torch.arange(resid.shape[0], device=resid.device), rows]  # [batch, d_model]
+            return self.unembed(self.ln_final(resid))  # [batch, d_vocab]
         logits = self.unembed(self.ln_final(resid))  # [batch, pos, d_vocab]
         if return_type == "logits":
             return logits
