@@ -184,12 +184,10 @@ class HookedRootModule(nn.Module):
             return hook
 
         fwd = [(name, save(name)) for name in self.hook_dict if keep(name)]
-        bwd = [(name, save(name + "_grad")) for name, _ in fwd] if incl_bwd else []
         if incl_bwd:
-            # Gradients arrive after this call returns, so these hooks must outlive it.
-            for name, fn in bwd:
-                self.hook_dict[name].add_hook(fn, dir="bwd")
-            bwd = []
-        with self.hooks(fwd, bwd, reset_hooks_end and not incl_bwd, clear_contexts):
+            # Gradients arrive after this call returns, so these hooks must outlive it (as loose hooks).
+            for name, _ in fwd:
+                self.hook_dict[name].add_hook(save(name + "_grad"), dir="bwd")
+        with self.hooks(fwd, (), reset_hooks_end and not incl_bwd, clear_contexts):
             out = self(*model_args, **model_kwargs)
         return out, ActivationCache(store, self, has_batch_dim=not remove_batch_dim)

@@ -110,7 +110,7 @@ def load_pretrained(
         state_dict = {k: v.detach().to("cpu") for k, v in hf_model.state_dict().items()}
         tok_source = getattr(hf_config, "_name_or_path", None) or model_name
         if tokenizer is None:
-            tokenizer = _load_tokenizer(tok_source) if Path(str(tok_source)).is_dir() else _try_hub_tokenizer(model_name)
+            tokenizer = _load_tokenizer(tok_source if Path(str(tok_source)).is_dir() else ALIASES.get(model_name, model_name))
     else:
         from transformers import AutoConfig
 
@@ -139,17 +139,3 @@ def load_pretrained(
 
 def _has_tokenizer_files(folder: Path) -> bool:
     return any((folder / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model"))
-
-
-def _try_hub_tokenizer(name: str):
-    """The tokenizer for a hub name when online; None (with a warning) offline."""
-    try:
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(ALIASES.get(name, name))
-    except Exception as err:
-        logger.warning(
-            "could not load a tokenizer for %r (%s: %s); pass tokenizer= for text input",
-            name, type(err).__name__, err,
-        )
-        return None
