@@ -76,7 +76,22 @@ class TransformerBlock(nn.Module):
         d_model]). A run that needs logits at the answer position alone uses this in its last
         layers.
         """
-        resid_pre = self.hook_resid_pre(resid_pre)  # [batch, pos, d_model]
+        resid_pre, attn_out = self.attend(self.hook_resid_pre(resid_pre), positions, mask, past, keep)
+        return self.finish(resid_pre, attn_out)
+
+    def attend(
+        self,
+        resid_pre: torch.Tensor,
+        positions: torch.Tensor,
+        mask: Optional[torch.Tensor] = None,
+        past: Optional[LayerKV] = None,
+        keep: Optional[torch.Tensor] = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """First half of the block: ``(resid_pre, attn_out)``, both [batch, pos (or n_keep), d_model].
+
+        ``resid_pre`` is returned restricted to the ``keep`` rows. The patching engine calls the
+        two halves separately so that a patch inside the attention layer can enter at ``finish``.
+        """
         q_in, k_in, v_in = self.attention_inputs(resid_pre)
         query_positions = None
         if keep is not None:
@@ -91,7 +106,11 @@ class TransformerBlock(nn.Module):
             else:
                 mask = mask.expand(rows.shape[0], -1, -1, -1).gather(2, rows[:, None, :, None].expand(-1, 1, -1, mask.shape[-1]))
         attn_out = self.attn(q_in, k_in, v_in, positions, mask, past, query_positions)
-        attn_out = self.hook_attn_out(attn_out)  # [batch, pos, d_model]
+        return resid_pre, self.hook_attn_out(attn_out)  # [batch, pos, d_model]
+
+    def finish(self, resid_pre: torch.Tensor, attn_out: torch.Tensor) -> torch.Tensor:
+        """Second half: add the attention output (and the MLP's) to the residual stream.
+        [batch, pos, d_model] x 2 -> resid_post [batch, pos, d_model]."""
         if self.cfg.attn_only:
             return self.hook_resid_post(resid_pre + attn_out)
         if self.cfg.parallel_attn_mlp:
