@@ -185,18 +185,25 @@ class NormalizedMetric:
         """
         if base == "auto":
             base = "span" if task.span is not None else "logit_diff"
+        from circuitscope.patching.readout import logit_diff_readout, span_readout
+
         if base == "logit_diff":
-            return cls.from_logit_diff(
+            metric = cls.from_logit_diff(
                 task.answer_tokens, clean_logits, corrupted_logits, task.answer_pos,
                 task.corrupted_answer_pos, convention=convention,
             )
+            # Declares where it reads, so the patching engine computes only those logits.
+            metric.readout = logit_diff_readout(task.answer_pos, task.answer_tokens, metric)
+            return metric
         if base != "span":
             raise ValueError(f"base must be 'auto', 'logit_diff' or 'span', got {base!r}")
         with torch.no_grad():
             clean = task_span_log_prob(clean_logits, task).item()
             corrupted = task_span_log_prob(corrupted_logits, task).item()
-        return cls(lambda logits: task_span_log_prob(logits, task), clean, corrupted,
-                   convention=convention, what="span log-probability")
+        metric = cls(lambda logits: task_span_log_prob(logits, task), clean, corrupted,
+                     convention=convention, what="span log-probability")
+        metric.readout = span_readout(task, metric)
+        return metric
 
 
 def kl_to_clean(
