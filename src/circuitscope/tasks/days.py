@@ -13,6 +13,7 @@ import random
 from typing import Sequence
 
 from circuitscope.tasks import vocab
+from circuitscope.tasks.checks import check_flag, check_words
 from circuitscope.tasks.task import Task, as_tokenizer, find_token
 from circuitscope.tokens import to_single_token
 
@@ -32,14 +33,17 @@ def day_of_week_task(
     ``templates`` contain ``[DAY]`` and ``days`` are in cyclic order (default: Monday..Sunday).
     """
     tokenizer = as_tokenizer(tokenizer_or_model)
-    templates = list(templates or vocab.DAY_TEMPLATES)
-    days = list(days or vocab.DAYS)
+    templates = check_words(templates, "templates", vocab.DAY_TEMPLATES)
+    days = check_words(days, "days", vocab.DAYS, minimum=3)
+    prepend_bos = check_flag(prepend_bos, "prepend_bos")
     if corruption not in ("previous", "random"):
         raise ValueError(f"corruption must be 'previous' or 'random', got {corruption!r}")
-    if len(days) < 3:
-        raise ValueError("the day-of-week task needs at least 3 days in the cycle")
-    if any("[DAY]" not in t for t in templates):
-        raise ValueError("every day template must contain the [DAY] slot")
+    repeated = sorted({d for d in days if days.count(d) > 1})
+    if repeated:
+        raise ValueError(f"days must be distinct (a cycle), but {repeated} appear more than once")
+    missing = [t for t in templates if "[DAY]" not in t]
+    if missing:
+        raise ValueError(f"every day template must contain the [DAY] slot; these do not: {missing}")
     rng = random.Random(seed)
     prompts, corrupted, answers, day_words = [], [], [], []
     for template in templates:

@@ -19,6 +19,7 @@ from typing import Sequence
 
 import torch
 
+from circuitscope.tasks.checks import check_count, check_flag, check_text
 from circuitscope.tasks.task import Task, as_tokenizer
 from circuitscope.tokens import bos_token_id
 
@@ -33,6 +34,36 @@ def default_token_pool(tokenizer) -> torch.Tensor:
     return torch.tensor([i for i in range(len(tokenizer)) if i not in special], dtype=torch.long)
 
 
+def _as_pool(token_pool, vocab_size: int) -> torch.Tensor:
+    """``token_pool`` as a flat long tensor of valid ids with at least two distinct tokens."""
+    if isinstance(token_pool, (str, bytes)):
+        raise TypeError("token_pool must be token ids (a list or tensor of ints), not a string")
+    pool = torch.as_tensor(token_pool)
+    if pool.is_floating_point() or pool.dtype == torch.bool:
+        raise TypeError(f"token_pool must hold integer token ids, got dtype {pool.dtype}")
+    pool = pool.long().flatten()
+    if pool.numel() and (int(pool.min()) < 0 or int(pool.max()) >= vocab_size):
+        raise ValueError(f"token_pool ids must lie in [0, {vocab_size}) (the tokenizer's vocabulary)")
+    if len(pool.unique()) < 2:
+        raise ValueError(
+            f"token_pool has {len(pool.unique())} distinct token(s) but needs at least 2: the correct "
+            "answer (A's first token) and the incorrect one (A's last token) would always be the "
+            "same token, so every logit difference would be 0"
+        )
+    return pool
+
+
+def _separate_answers(a: torch.Tensor, pool: torch.Tensor, gen: torch.Generator) -> None:
+    """Redraw A's last token (in place) where it equals A's first: the answers must differ.
+
+    Only those rows change, so for a large pool nearly every seed gives the same task as a plain
+    uniform draw; for a small pool, many rows would otherwise score a logit difference of 0.
+    """
+    for i in (a[:, 0] == a[:, -1]).nonzero().flatten().tolist():
+        others = pool[pool != a[i, 0]]
+        a[i, -1] = others[int(torch.randint(len(others), (1,), generator=gen))]
+
+
 def induction_task(
     tokenizer_or_model,
     seq_len: int = 20,
@@ -45,26 +76,31 @@ def induction_task(
     """Clean ``[BOS] A A`` against a corruption built from the letters in ``corruption``.
 
     Tokens are drawn uniformly (with replacement) from ``token_pool``, by default the tokenizer's
-    whole non-special vocabulary, with a ``torch.Generator`` seeded by ``seed``. Positions:
+    whole non-special vocabulary, with a ``torch.Generator`` seeded by ``seed``; where A's last
+    token equals its first it is redrawn, so the two answers always differ. Positions:
     "first_start" and "repeat_start" (first token of each half) and "end". ``answer_tokens`` are
     (A's first token, A's last token): at the last position induction predicts the token that
     followed A's end in the first copy, i.e. A's start, over repeating the current token.
     """
     tokenizer = as_tokenizer(tokenizer_or_model)
-    corruption = corruption.upper()
+    corruption = check_text(corruption, "corruption").upper()
     if len(corruption) != 2 or set(corruption) - set("ABC"):
         raise ValueError(f"corruption must be two letters from A, B, C such as {INDUCTION_CORRUPTIONS}, got {corruption!r}")
     if corruption == "AA":
         raise ValueError("corruption 'AA' is the clean sequence itself; use one of " + ", ".join(INDUCTION_CORRUPTIONS))
-    if seq_len < 2 or batch < 1:
-        raise ValueError(f"need seq_len >= 2 and batch >= 1, got seq_len={seq_len}, batch={batch}")
-    pool = default_token_pool(tokenizer) if token_pool is None else torch.as_tensor(token_pool, dtype=torch.long).flatten()
-    if pool.numel() == 0:
-        raise ValueError("token_pool is empty")
-    if int(pool.min()) < 0 or int(pool.max()) >= len(tokenizer):
-        raise ValueError(f"token_pool ids must lie in [0, {len(tokenizer)}) (the tokenizer's vocabulary)")
+    seq_len, batch = check_count(seq_len, "seq_len", 2), check_count(batch, "batch")
+    prepend_bos = check_flag(prepend_bos, "prepend_bos")
+    pool = default_token_pool(tokenizer) if token_pool is None else _as_pool(token_pool, len(tokenizer))
     gen = torch.Generator().manual_seed(seed)
     seqs = {letter: pool[torch.randint(len(pool), (batch, seq_len), generator=gen)] for letter in "ABC"}
+    _separate_answers(seqs["A"], pool, gen)
+    same = [i for i in range(batch) if torch.equal(seqs[corruption[0]][i], seqs["A"][i]) and torch.equal(seqs[corruption[1]][i], seqs["A"][i])]
+    if same:
+        raise ValueError(
+            f"the corrupted sequence of prompt(s) {same[:10]} is identical to the clean one: token_pool "
+            f"has only {len(pool.unique())} distinct tokens for seq_len={seq_len}; use a larger pool "
+            "or longer sequences"
+        )
     prefix = torch.full((batch, int(prepend_bos)), bos_token_id(tokenizer) if prepend_bos else 0, dtype=torch.long)
     clean = torch.cat([prefix, seqs["A"], seqs["A"]], dim=1)  # [batch, 1 + 2 * seq_len]
     corrupted = torch.cat([prefix, seqs[corruption[0]], seqs[corruption[1]]], dim=1)

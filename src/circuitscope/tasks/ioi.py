@@ -24,6 +24,7 @@ import torch
 
 from circuitscope.tokens import tokenize, to_single_token
 from circuitscope.tasks import vocab
+from circuitscope.tasks.checks import check_count, check_flag, check_text, check_words, filter_names
 from circuitscope.tasks.task import Task, as_tokenizer, find_token
 
 __all__ = ["IOIDataset", "IOIPrompt", "NAMES", "filter_names", "ioi_task"]
@@ -71,28 +72,6 @@ def split_template(template: str) -> list[str]:
     return pieces
 
 
-def filter_names(tokenizer, names: Sequence[str]) -> list[str]:
-    """The names (deduplicated, in order) that are a single token with a leading space."""
-    kept, seen = [], set()
-    for name in names:
-        if name in seen:
-            continue
-        seen.add(name)
-        try:
-            to_single_token(tokenizer, " " + name)
-        except ValueError:
-            continue
-        kept.append(name)
-    if len(kept) < 3:
-        raise ValueError(
-            f"only {len(kept)} of {len(seen)} names are single tokens for this tokenizer ({kept}); "
-            "IOI needs at least 3. Pass names=[...] that the tokenizer keeps whole"
-        )
-    if len(kept) < 10:
-        logger.warning("only %d names are single tokens for this tokenizer; prompts will repeat names often", len(kept))
-    return kept
-
-
 class IOIDataset:
     """``N`` seeded IOI prompts, tokenized and indexed.
 
@@ -119,22 +98,20 @@ class IOIDataset:
         if tokenizer is None:
             raise ValueError("IOIDataset needs a tokenizer (or a model with one): tokenizer=model.tokenizer")
         self.tokenizer = as_tokenizer(tokenizer)
-        self.prompt_type = prompt_type.upper() if prompt_type.lower() != "mixed" else "mixed"
-        if self.prompt_type not in ORDERS + ("mixed",):
+        if not isinstance(prompt_type, str) or prompt_type.upper() not in ORDERS + ("MIXED",):
             raise ValueError(f"prompt_type must be 'ABBA', 'BABA' or 'mixed', got {prompt_type!r}")
-        self.prepend_bos = prepend_bos
+        self.prompt_type = "mixed" if prompt_type.upper() == "MIXED" else prompt_type.upper()
+        self.prepend_bos = check_flag(prepend_bos, "prepend_bos")
         self.seed = seed
         self.device = torch.device(device)
-        self.templates = list(templates or vocab.IOI_TEMPLATES)
+        self.templates = check_words(templates, "templates", vocab.IOI_TEMPLATES)
         self._pieces = [split_template(t) for t in self.templates]
-        self.names = filter_names(self.tokenizer, names or NAMES)
-        self.places = list(places or vocab.PLACES)
-        self.objects = list(objects or vocab.OBJECTS)
+        self.names = filter_names(self.tokenizer, check_words(names, "names", NAMES, minimum=3), explicit=names is not None)
+        self.places = check_words(places, "places", vocab.PLACES)
+        self.objects = check_words(objects, "objects", vocab.OBJECTS)
         self.flip_spec: str | None = None
         if prompts is None:
-            if N < 1:
-                raise ValueError(f"N must be at least 1, got {N}")
-            prompts = self._generate(N, random.Random(seed))
+            prompts = self._generate(check_count(N, "N"), random.Random(seed))
         self.prompts = list(prompts)
         self.N = len(self.prompts)
         self._index()
@@ -160,7 +137,10 @@ class IOIDataset:
         return text.replace("[PLACE]", p.place).replace("[OBJECT]", p.obj)
 
     def _name_id(self, name: str) -> int:
-        return to_single_token(self.tokenizer, " " + name)
+        ids = self.__dict__.setdefault("_name_ids", {})  # one tokenizer call per name, not per prompt
+        if name not in ids:
+            ids[name] = to_single_token(self.tokenizer, " " + name)
+        return ids[name]
 
     def _index(self) -> None:
         """Tokenize the sentences and locate every labelled word."""
@@ -220,7 +200,7 @@ class IOIDataset:
         and has the same ``word_idx`` positions, so it can serve as this dataset's corruption.
         """
         rules = {}
-        for part in (x.strip() for x in spec.split(",")):
+        for part in (x.strip() for x in check_text(spec, "the flip spec").split(",")):
             if not part:
                 continue
             if part.count("->") != 1:

@@ -8,6 +8,7 @@ quickest sanity check that a model does IOI at all.
 
 from __future__ import annotations
 
+from circuitscope.tasks.checks import check_flag
 from circuitscope.tasks.task import Task, as_tokenizer, find_token
 from circuitscope.tokens import to_single_token
 
@@ -28,6 +29,7 @@ def simple_ioi_task(tokenizer_or_model, prepend_bos: bool = True) -> Task:
     Positions: "IO", "S1", "S2" and "end" (the token before the answer).
     """
     tokenizer = as_tokenizer(tokenizer_or_model)
+    prepend_bos = check_flag(prepend_bos, "prepend_bos")
     prompts, answers = [], []
     for frame, first, second in SIMPLE_IOI_FRAMES:
         for subject, io in ((second, first), (first, second)):

@@ -15,7 +15,8 @@ import random
 from typing import Sequence
 
 from circuitscope.tasks import vocab
-from circuitscope.tasks.ioi import filter_names
+from circuitscope.tasks.checks import check_count, check_flag, check_words
+from circuitscope.tasks.checks import filter_names
 from circuitscope.tasks.task import Task, as_tokenizer, find_token
 from circuitscope.tokens import to_single_token
 
@@ -55,10 +56,13 @@ def speaker_task(
     Positions: "asker" and "replier" (each speaker's first mention) and "end".
     """
     tokenizer = as_tokenizer(tokenizer_or_model)
+    N = check_count(N, "N")
+    prepend_bos = check_flag(prepend_bos, "prepend_bos")
+    questions = check_words(questions, "questions", ())
     unknown = set(questions) - set(QUESTIONS)
-    if unknown or not questions:
+    if unknown:
         raise ValueError(f"questions must be a non-empty subset of {sorted(QUESTIONS)}, got {list(questions)}")
-    pool = filter_names(tokenizer, names or vocab.NAMES)
+    pool = filter_names(tokenizer, check_words(names, "names", vocab.NAMES, minimum=2), explicit=names is not None)
     rng = random.Random(seed)
     prompts, corrupted, answers, speakers = [], [], [], []
     for i in range(N):

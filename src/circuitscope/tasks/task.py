@@ -53,41 +53,24 @@ def as_tokenizer(tokenizer_or_model):
     return prepare_tokenizer(obj)
 
 
+def _as_list(values, name: str) -> list:
+    """A list from a sequence argument; a bare string is refused (it would be split into characters)."""
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"{name} must be a list, got the single string {values!r}; wrap it: {name}=[...]")
+    if isinstance(values, torch.Tensor):
+        return values.tolist()
+    try:
+        return list(values)
+    except TypeError:
+        raise TypeError(f"{name} must be a list, got {type(values).__name__}") from None
+
+
 def find_token(row: torch.Tensor, token_id: int, start: int = 0) -> int:
     """Index of the first ``token_id`` in ``row [pos]`` at or after ``start``; ValueError if absent."""
     hits = (row[start:] == int(token_id)).nonzero()
     if len(hits) == 0:
         raise ValueError(f"token id {token_id} does not occur in the prompt after position {start}")
     return start + int(hits[0, 0])
-
-
-def pair_indices(n: int, pairing: Pairing) -> list[int]:
-    """For each prompt, the index of the prompt used as its corrupted version.
-
-    ``"swap_adjacent"`` pairs prompts 0<->1, 2<->3, ... (the classic IOI set, where neighbours
-    swap the answers); ``"roll"`` uses the next prompt (cyclically); a callable gets ``n`` and
-    returns the indices itself.
-    """
-    if pairing == "swap_adjacent":
-        if n % 2:
-            raise ValueError(
-                f"pairing='swap_adjacent' needs an even number of prompts, got {n}; "
-                "add or drop one prompt, or give corrupted prompts explicitly"
-            )
-        return [i + 1 if i % 2 == 0 else i - 1 for i in range(n)]
-    if pairing == "roll":
-        if n < 2:
-            raise ValueError("pairing='roll' needs at least two prompts")
-        return [(i + 1) % n for i in range(n)]
-    if callable(pairing):
-        idx = [int(i) for i in pairing(n)]
-        if len(idx) != n or any(not 0 <= i < n for i in idx):
-            raise ValueError(f"the pairing function must return {n} indices in [0, {n}), got {idx}")
-        return idx
-    raise ValueError(
-        f"unknown pairing {pairing!r}; use 'swap_adjacent', 'roll', a function of the number of "
-        "prompts, or pass corrupted prompts explicitly"
-    )
 
 
 @dataclass
@@ -148,30 +131,36 @@ class Task:
         require_equal_lengths: bool = True,
         positions: Mapping[str, Sequence[int]] | None = None,
         name: str = "task",
+        n_ctx: int | None = None,
     ) -> "Task":
         """Build a task from prompt strings and ``(correct, incorrect)`` answers per prompt.
 
         Answers are strings that must be single tokens (mind the leading space: ``" Mary"``) or
         token ids. Without ``corrupted_prompts`` the corrupted run of prompt ``i`` is another clean
         prompt chosen by ``pairing``. ``positions`` gives extra labelled token indices per prompt
-        (counting the BOS token when ``prepend_bos``).
+        (counting the BOS token when ``prepend_bos``). Prompts longer than ``n_ctx`` tokens (by
+        default the model's context, when a model is given) are refused here, naming the prompt.
         """
         from circuitscope.tasks.task_file import TaskRow, build_task
 
+        prompts = _as_list(prompts, "prompts")
+        answers = _as_list(answers, "answers")
+        if corrupted_prompts is not None:
+            corrupted_prompts = _as_list(corrupted_prompts, "corrupted_prompts")
         if len(answers) != len(prompts):
             raise ValueError(f"got {len(prompts)} prompts but {len(answers)} answer pairs")
         if corrupted_prompts is not None and len(corrupted_prompts) != len(prompts):
             raise ValueError(f"got {len(prompts)} prompts but {len(corrupted_prompts)} corrupted prompts")
         rows = []
         for i, (prompt, pair) in enumerate(zip(prompts, answers)):
-            if len(pair) != 2:
-                raise ValueError(f"prompt {i}: answers must be (correct, incorrect) pairs, got {pair!r}")
+            if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2:
+                raise ValueError(f"prompt {i}: answers must be (correct, incorrect) pairs such as (' Mary', ' John'), got {pair!r}")
             corrupted = None if corrupted_prompts is None else corrupted_prompts[i]
             rows.append(TaskRow(prompt, pair[0], pair[1], corrupted, where=f"prompt {i}"))
         return build_task(
             tokenizer_or_model, rows, source="the given prompts", pairing=pairing,
             prepend_bos=prepend_bos, require_equal_lengths=require_equal_lengths,
-            positions=positions, name=name,
+            positions=positions, name=name, n_ctx=n_ctx,
         )
 
     @classmethod

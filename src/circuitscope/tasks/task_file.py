@@ -9,27 +9,27 @@ Rows come from Python lists (``Task.from_prompts``) or from a user file (``Task.
 * **CSV**: a header row naming the columns ``prompt,answer,wrong_answer[,corrupted_prompt]``.
 
 ``corrupted_prompt`` is optional, but then it must be absent on every row and the corrupted run
-comes from a pairing rule (``"swap_adjacent"`` by default). Every problem found is reported at
-once, each as ``file:line: what is wrong``, so a file can be fixed in one pass.
+comes from a pairing rule (``"swap_adjacent"`` by default). Any other field (a typo such as
+``corrupt_prompt``) is an error, never silently dropped. Files are UTF-8 (a BOM is fine); see
+``file_formats.py`` for what happens with other encodings. Prompts longer than the model's
+context are reported here, at load time, not when the model runs. Every problem found is
+reported at once, each as ``file:line: what is wrong``, so a file can be fixed in one pass.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
 
+from circuitscope.tasks.checks import check_flag
+from circuitscope.tasks.file_formats import ACCEPTED_FIELDS, OPTIONAL_FIELDS, REQUIRED_FIELDS, decode_task_file, read_csv, read_jsonl
+from circuitscope.tasks.task import Pairing, Task, TaskError, as_tokenizer
 from circuitscope.tokens import tokenize, to_single_token
-from circuitscope.tasks.task import Pairing, Task, TaskError, as_tokenizer, pair_indices
 
-__all__ = ["TaskRow", "build_task", "load_task_file", "REQUIRED_FIELDS"]
-
-REQUIRED_FIELDS = ("prompt", "answer", "wrong_answer")
-OPTIONAL_FIELDS = ("corrupted_prompt",)
+__all__ = ["TaskRow", "build_task", "load_task_file", "pair_indices", "REQUIRED_FIELDS", "ACCEPTED_FIELDS"]
 
 
 @dataclass
@@ -44,13 +44,16 @@ class TaskRow:
 
 
 def _answer_id(tokenizer, value, field_name: str, where: str, problems: list[str]) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        problems.append(f"{where}: {field_name} must be a string (one token, e.g. ' Mary') or a token id, got {value!r}")
+        return None
+    if isinstance(value, int):
         if 0 <= value < len(tokenizer):
             return value
         problems.append(f"{where}: {field_name} id {value} is outside the vocabulary (0..{len(tokenizer) - 1})")
         return None
     try:
-        return to_single_token(tokenizer, str(value))
+        return to_single_token(tokenizer, value)
     except ValueError as err:
         problems.append(f"{where}: {field_name} {err}")
         return None
@@ -68,6 +71,35 @@ def _lengths(tokenizer, texts: Sequence[str], prepend_bos: bool) -> list[int]:
     return out
 
 
+def pair_indices(n: int, pairing: Pairing) -> list[int]:
+    """For each prompt, the index of the prompt used as its corrupted version.
+
+    ``"swap_adjacent"`` pairs prompts 0<->1, 2<->3, ... (the classic IOI set, where neighbours
+    swap the answers); ``"roll"`` uses the next prompt (cyclically); a callable gets ``n`` and
+    returns the indices itself.
+    """
+    if pairing == "swap_adjacent":
+        if n % 2:
+            raise ValueError(
+                f"pairing='swap_adjacent' needs an even number of prompts, got {n}; "
+                "add or drop one prompt, or give corrupted prompts explicitly"
+            )
+        return [i + 1 if i % 2 == 0 else i - 1 for i in range(n)]
+    if pairing == "roll":
+        if n < 2:
+            raise ValueError("pairing='roll' needs at least two prompts")
+        return [(i + 1) % n for i in range(n)]
+    if callable(pairing):
+        idx = [int(i) for i in pairing(n)]
+        if len(idx) != n or any(not 0 <= i < n for i in idx):
+            raise ValueError(f"the pairing function must return {n} indices in [0, {n}), got {idx}")
+        return idx
+    raise ValueError(
+        f"unknown pairing {pairing!r}; use 'swap_adjacent', 'roll', a function of the number of "
+        "prompts, or pass corrupted prompts explicitly"
+    )
+
+
 def build_task(
     tokenizer_or_model,
     rows: Sequence[TaskRow],
@@ -77,15 +109,27 @@ def build_task(
     require_equal_lengths: bool = True,
     positions: Mapping[str, Sequence[int]] | None = None,
     name: str = "task",
+    n_ctx: int | None = None,
 ) -> Task:
-    """Check every row and assemble the padded clean/corrupted batches; raise ``TaskError`` listing all problems."""
+    """Check every row and assemble the padded clean/corrupted batches; raise ``TaskError`` listing all problems.
+
+    ``n_ctx`` is the longest prompt allowed in tokens; by default the model's context when
+    ``tokenizer_or_model`` is a model (a bare tokenizer sets no limit).
+    """
     tokenizer = as_tokenizer(tokenizer_or_model)
+    prepend_bos = check_flag(prepend_bos, "prepend_bos")
+    require_equal_lengths = check_flag(require_equal_lengths, "require_equal_lengths")
+    if n_ctx is None:
+        n_ctx = getattr(getattr(tokenizer_or_model, "cfg", None), "n_ctx", None)
     if not rows:
         raise TaskError(source, ["there are no prompts"])
     problems: list[str] = []
     answer_ids = []
     for row in rows:
-        if not isinstance(row.prompt, str) or (not row.prompt and not prepend_bos):
+        for label, text in (("prompt", row.prompt), ("corrupted_prompt", row.corrupted_prompt)):
+            if text is not None and not isinstance(text, str):
+                problems.append(f"{row.where}: the {label} must be a string, got {text!r} ({type(text).__name__})")
+        if row.prompt == "" and not prepend_bos:
             problems.append(f"{row.where}: the prompt is empty (with prepend_bos=False it has no tokens)")
         good = _answer_id(tokenizer, row.answer, "answer", row.where, problems)
         bad = _answer_id(tokenizer, row.wrong_answer, "wrong_answer", row.where, problems)
@@ -122,6 +166,16 @@ def build_task(
 
     clean_len = _lengths(tokenizer, prompts, prepend_bos)
     corr_len = _lengths(tokenizer, corrupted, prepend_bos)
+    if n_ctx is not None:
+        for i, row in enumerate(rows):
+            for what, n in (("prompt", clean_len[i]), ("corrupted prompt", corr_len[i])):
+                if n > n_ctx:
+                    problems.append(
+                        f"{row.where}: the {what} is {n} tokens but the model's context is {n_ctx} "
+                        "tokens; shorten it"
+                    )
+        if problems:
+            raise TaskError(source, problems)
     if require_equal_lengths:
         for i, row in enumerate(rows):
             if clean_len[i] == corr_len[i]:
@@ -143,6 +197,9 @@ def build_task(
     answer_pos = torch.tensor(clean_len, dtype=torch.long) - 1  # [batch]
     pos_dict = {}
     for label, values in (positions or {}).items():
+        values = list(values)
+        if any(isinstance(v, bool) or not float(v).is_integer() for v in values):
+            raise TaskError(source, [f"positions[{label!r}] must hold whole token indices, got {values[:8]}"])
         values = [int(v) for v in values]
         if len(values) != n:
             raise TaskError(source, [f"positions[{label!r}] has {len(values)} entries for {n} prompts"])
@@ -171,48 +228,6 @@ def build_task(
     )
 
 
-def _read_jsonl(path: Path, problems: list[str]) -> list[dict]:
-    records = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                problems.append(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})")
-                continue
-            if not isinstance(obj, dict):
-                problems.append(f"{path}:{lineno}: expected a JSON object {{\"prompt\": ..., ...}}, got {type(obj).__name__}")
-                continue
-            records.append((lineno, obj))
-    return records
-
-
-def _read_csv(path: Path, problems: list[str]) -> list[dict]:
-    records = []
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        missing = [f for f in REQUIRED_FIELDS if f not in header]
-        if missing:
-            problems.append(
-                f"{path}:1: the header row {header} lacks column(s) {missing}; the first row must "
-                f"name the columns {', '.join(REQUIRED_FIELDS + OPTIONAL_FIELDS)}"
-            )
-            return []
-        for row in reader:
-            extra = row.pop(None, None)
-            if extra:
-                problems.append(
-                    f"{path}:{reader.line_num}: {len(extra)} more value(s) than header columns: {extra}; "
-                    "put a prompt that contains commas in double quotes"
-                )
-                continue
-            records.append((reader.line_num, {k: v for k, v in row.items() if v is not None}))
-    return records
-
-
 def load_task_file(
     path,
     tokenizer_or_model,
@@ -220,19 +235,21 @@ def load_task_file(
     prepend_bos: bool = True,
     require_equal_lengths: bool = True,
     name: str | None = None,
+    n_ctx: int | None = None,
 ) -> Task:
     """Read a ``.jsonl`` or ``.csv`` task file and build a ``Task`` (see the module docstring)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"task file {path} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"task file {path} is a folder; give the .jsonl or .csv file inside it")
     suffix = path.suffix.lower()
-    problems: list[str] = []
-    if suffix in (".jsonl", ".ndjson"):
-        records = _read_jsonl(path, problems)
-    elif suffix == ".csv":
-        records = _read_csv(path, problems)
-    else:
+    readers = {".jsonl": read_jsonl, ".ndjson": read_jsonl, ".csv": read_csv}
+    if suffix not in readers:
         raise ValueError(f"{path}: unknown task file type {suffix!r}; use .jsonl or .csv")
+    problems: list[str] = []
+    text = decode_task_file(path, problems)
+    records = [] if text is None else readers[suffix](path, text, problems)
     rows = []
     for lineno, rec in records:
         where = f"{path}:{lineno}"
@@ -240,9 +257,10 @@ def load_task_file(
         if absent:
             problems.append(f"{where}: missing field(s) {', '.join(absent)} (found: {sorted(rec)})")
             continue
-        bad_type = [f for f in REQUIRED_FIELDS + OPTIONAL_FIELDS if f in rec and not isinstance(rec[f], (str, int))]
-        if bad_type or not isinstance(rec["prompt"], str):
-            problems.append(f"{where}: field(s) {bad_type or ['prompt']} must be strings")
+        bad_type = [f for f in ACCEPTED_FIELDS if f in rec and (isinstance(rec[f], bool) or not isinstance(rec[f], (str, int)))]
+        bad_type += [f for f in ("prompt",) + OPTIONAL_FIELDS if f in rec and isinstance(rec[f], int) and f not in bad_type]
+        if bad_type:
+            problems.append(f"{where}: field(s) {bad_type} must be strings (answers may also be token ids)")
             continue
         rows.append(TaskRow(rec["prompt"], rec["answer"], rec["wrong_answer"], rec.get("corrupted_prompt"), where))
     if problems:
@@ -251,5 +269,5 @@ def load_task_file(
         raise TaskError(str(path), [f"{path}: the file has no prompts"])
     return build_task(
         tokenizer_or_model, rows, source=str(path), pairing=pairing, prepend_bos=prepend_bos,
-        require_equal_lengths=require_equal_lengths, name=name or path.stem,
+        require_equal_lengths=require_equal_lengths, name=name or path.stem, n_ctx=n_ctx,
     )
