@@ -18,7 +18,11 @@ __all__ = [
     "to_single_token",
     "str_tokens",
     "bos_token_id",
+    "attach_mask",
+    "attached_mask",
 ]
+
+_MASK_ATTR = "_circuitscope_attention_mask"
 
 
 def prepare_tokenizer(tokenizer):
@@ -99,6 +103,23 @@ def tokenize(
             tokens[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
             mask[i, width - len(s) :] = 1
     return tokens, mask
+
+
+def attach_mask(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Remember ``mask`` ``[batch, pos]`` on the ``tokens`` tensor itself, so that feeding these
+    tokens back to the model (``model(model.to_tokens(texts))``) ignores their padding exactly as
+    ``model(texts)`` does. Only this tensor object carries it: a slice or copy does not (the model
+    then reads padding off the pad token instead). Returns ``tokens``."""
+    setattr(tokens, _MASK_ATTR, mask)
+    return tokens
+
+
+def attached_mask(tokens: torch.Tensor):
+    """The mask :func:`attach_mask` put on ``tokens`` if it still fits their shape, else None."""
+    mask = getattr(tokens, _MASK_ATTR, None)
+    if mask is None or tuple(mask.shape) != tuple(tokens.shape):
+        return None
+    return mask
 
 
 def to_single_token(tokenizer, string: str) -> int:

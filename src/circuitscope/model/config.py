@@ -44,6 +44,9 @@ class TransformerConfig:
     attn_only: bool = False  # no MLPs (also implied by d_mlp None or 0)
     attn_scale: Optional[float] = None  # scores are divided by this; default sqrt(d_head)
     window_size: Optional[int] = None  # sliding-window attention (Mistral); None = full causal
+    # Per-layer windows (Qwen2's max_window_layers / layer_types): entry L is layer L's window or
+    # None for full causal attention. When set it replaces window_size; read it via window_for.
+    layer_windows: Optional[tuple[Optional[int], ...]] = None
     original_architecture: str = ""
     model_name: str = "custom"
     default_prepend_bos: bool = True
@@ -67,11 +70,23 @@ class TransformerConfig:
             self.attn_scale = math.sqrt(self.d_head)
         if self.positional_embedding_type == "rotary" and self.rotary_dim is None:
             self.rotary_dim = self.d_head
+        if self.layer_windows is not None:
+            self.layer_windows = tuple(self.layer_windows)
+            if len(self.layer_windows) != self.n_layers:
+                raise ValueError(
+                    f"layer_windows has {len(self.layer_windows)} entries for {self.n_layers} layers"
+                )
         if self.n_heads % self.n_key_value_heads:
             raise ValueError(
                 f"n_heads ({self.n_heads}) must be a multiple of n_key_value_heads "
                 f"({self.n_key_value_heads})"
             )
+
+    def window_for(self, layer: int) -> Optional[int]:
+        """Layer ``layer``'s sliding attention window (None = attends to every earlier token)."""
+        if self.layer_windows is not None:
+            return self.layer_windows[layer]
+        return self.window_size
 
     @property
     def d_vocab_out(self) -> int:

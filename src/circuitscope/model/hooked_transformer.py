@@ -19,10 +19,13 @@ from circuitscope.model.block import TransformerBlock
 from circuitscope.model.config import TransformerConfig
 from circuitscope.model.embed import Embed, PosEmbed, Unembed
 from circuitscope.model.hooked_module import HookedRootModule
+from circuitscope.model.inputs import as_tokens, check_attention_mask, resolve_layer_range
 from circuitscope.model.kv_cache import KVCache
+from circuitscope.model.masking import has_left_padding, padding_mask_from_tokens, positions_and_masks
 from circuitscope.model.norms import make_norm
 from circuitscope.model.token_api import TokenAPI
 from circuitscope.model.weight_views import WeightViews
+from circuitscope.tokens import attached_mask
 
 logger = logging.getLogger(__name__)
 
@@ -92,25 +95,33 @@ class HookedTransformer(TokenAPI, WeightViews, HookedRootModule):
         """
         if return_type not in _RETURN_TYPES:
             raise ValueError(f"return_type must be one of {_RETURN_TYPES}, got {return_type!r}")
-        if isinstance(input, (str, list)):
+        first, end = resolve_layer_range(start_at_layer, stop_at_layer, self.cfg.n_layers)
+        if isinstance(input, str) or (isinstance(input, (list, tuple)) and input and isinstance(input[0], str)):
             input, attention_mask = self.to_tokens(
                 input, prepend_bos=prepend_bos, padding_side=padding_side, return_mask=True
             )
+        if attention_mask is None:  # the mask to_tokens attached, before any copy drops it
+            source = input if start_at_layer is None else tokens
+            attention_mask = attached_mask(source) if isinstance(source, torch.Tensor) else None
         if start_at_layer is None:
-            tokens = self._check_tokens(input)
-            resid, positions, mask = self._embed(tokens, attention_mask, past_kv_cache)
-            start_at_layer = 0
+            tokens = as_tokens(input, self.cfg).to(self.embed.W_E.device)
+            padding = self._padding_mask(tokens, attention_mask, past_kv_cache)
+            resid, positions, masks = self._embed(tokens, self._forward_mask(padding, past_kv_cache), past_kv_cache)
         else:
             resid = input
-            if resid.dim() != 3 or resid.shape[-1] != self.cfg.d_model:
+            if not isinstance(resid, torch.Tensor) or resid.dim() != 3 or resid.shape[-1] != self.cfg.d_model:
                 raise ValueError(
                     f"with start_at_layer the input must be the residual stream [batch, pos, "
-                    f"{self.cfg.d_model}], got shape {tuple(resid.shape)}"
+                    f"{self.cfg.d_model}], got {tuple(resid.shape) if isinstance(resid, torch.Tensor) else type(resid).__name__}"
                 )
-            positions, mask = self._positions_and_mask(resid, attention_mask, past_kv_cache)
+            if tokens is not None:
+                tokens = as_tokens(tokens, self.cfg)
+            padding = self._padding_mask(tokens if tokens is not None else resid[..., 0], attention_mask, past_kv_cache)
+            positions, masks = self._positions_and_masks(resid, self._forward_mask(padding, past_kv_cache), past_kv_cache)
 
-        for layer in range(start_at_layer, self.cfg.n_layers if stop_at_layer is None else stop_at_layer):
+        for layer in range(first, end):
             past = past_kv_cache.layers[layer] if past_kv_cache is not None else None
+            mask = masks[self.cfg.window_for(layer)]  # [batch, 1, q, k] or None (plain causal)
             resid = self.blocks[layer](resid, positions, mask, past)  # [batch, pos, d_model]
         if stop_at_layer is not None:
             return resid
@@ -128,58 +139,66 @@ class HookedTransformer(TokenAPI, WeightViews, HookedRootModule):
             return logits
         if tokens is None:
             raise ValueError("the loss needs the tokens: pass tokens=... when starting mid-model")
-        loss = lm_loss(logits, tokens, attention_mask, per_token=loss_per_token)
+        loss = lm_loss(logits, tokens, padding, per_token=loss_per_token)
         return loss if return_type == "loss" else (logits, loss)
 
-    def _check_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.long, torch.int32, torch.int64):
-            raise TypeError("tokens must be an integer tensor [batch, pos]; use model.to_tokens(text)")
-        if tokens.dim() == 1:
-            tokens = tokens[None]
-        if tokens.shape[1] > self.cfg.n_ctx:
+    def _padding_mask(self, tokens: torch.Tensor, attention_mask, past_kv_cache) -> Optional[torch.Tensor]:
+        """The ``[batch, pos]`` padding mask (1 = real token) of this call's tokens, or None when
+        there is no padding: the ``attention_mask`` argument (or the mask ``to_tokens`` attached to
+        the tensor), else one read off the pad token (see :mod:`circuitscope.model.masking`).
+        Tokens that continue a key/value cache are never guessed at (a generated EOS is text)."""
+        batch, n_pos = tokens.shape[0], tokens.shape[1]
+        if attention_mask is not None:
+            return check_attention_mask(attention_mask, batch, n_pos).to(tokens.device)
+        if tokens.is_floating_point():  # a residual stream with no tokens given
+            return None
+        continuing = past_kv_cache is not None and past_kv_cache.length > 0
+        pad_id = getattr(self.tokenizer, "pad_token_id", None) if self.tokenizer is not None else None
+        if continuing or pad_id is None:
+            return None
+        return padding_mask_from_tokens(tokens, pad_id, getattr(self.tokenizer, "bos_token_id", None))
+
+    def attention_mask_for(self, tokens: torch.Tensor, attention_mask=None) -> Optional[torch.Tensor]:
+        """The ``[batch, pos]`` padding mask attention will apply to ``tokens``, or None when it
+        runs the plain causal mask (no padding, or right padding only)."""
+        if attention_mask is None:
+            attention_mask = attached_mask(tokens)
+        tokens = as_tokens(tokens, self.cfg)
+        return self._forward_mask(self._padding_mask(tokens, attention_mask, None), None)
+
+    @staticmethod
+    def _forward_mask(padding: Optional[torch.Tensor], past_kv_cache) -> Optional[torch.Tensor]:
+        """The mask attention needs: none for right padding (a causal model never looks right, so
+        real positions are exact under the plain causal mask and its fused kernel)."""
+        if past_kv_cache is None and not has_left_padding(padding):
+            return None
+        return padding
+
+    def _positions_and_masks(self, x: torch.Tensor, attention_mask, past_kv_cache):
+        """Absolute positions [batch, pos] and a mask per sliding-window size used by the layers
+        ({window: [batch, 1, q, k] bool, or None for the plain causal mask}); a layer reads
+        ``masks[cfg.window_for(layer)]``."""
+        if past_kv_cache is not None and past_kv_cache.length + x.shape[1] > self.cfg.n_ctx:
             raise ValueError(
-                f"the input is {tokens.shape[1]} tokens long but {self.cfg.model_name} has a context "
-                f"of {self.cfg.n_ctx} tokens; truncate the prompt or split it"
+                f"{past_kv_cache.length} cached + {x.shape[1]} new tokens exceed {self.cfg.model_name}'s "
+                f"context of {self.cfg.n_ctx} tokens"
             )
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.cfg.d_vocab):
-            raise ValueError(
-                f"token ids must lie in [0, {self.cfg.d_vocab}); got ids from {int(tokens.min())} "
-                f"to {int(tokens.max())}"
-            )
-        return tokens.to(self.embed.W_E.device)
+        windows = [self.cfg.window_for(layer) for layer in range(self.cfg.n_layers)]
+        return positions_and_masks(x.shape[0], x.shape[1], x.device, attention_mask, past_kv_cache, windows)
 
     def _positions_and_mask(self, x: torch.Tensor, attention_mask, past_kv_cache):
-        """Absolute positions [batch, pos] and the boolean attention mask [batch, 1, q, k] (or None
-        for a plain causal mask, which lets attention use its fastest kernel)."""
-        batch, n_new = x.shape[0], x.shape[1]
-        past_len = past_kv_cache.length if past_kv_cache is not None else 0
-        window = self.cfg.window_size
-        if attention_mask is None and past_kv_cache is None:
-            positions = torch.arange(n_new, device=x.device).expand(batch, -1)
-            if window is None or n_new <= window:
-                return positions, None
-            key_mask = torch.ones(batch, n_new, dtype=torch.long, device=x.device)
-        else:
-            if attention_mask is None:
-                attention_mask = torch.ones(batch, n_new, dtype=torch.long, device=x.device)
-            attention_mask = attention_mask.to(x.device)
-            key_mask = past_kv_cache.extend_mask(attention_mask) if past_kv_cache is not None else attention_mask
-            positions = (key_mask.cumsum(-1) - 1).clamp(min=0)[:, past_len:]
-        n_keys = key_mask.shape[1]
-        q_idx = torch.arange(past_len, past_len + n_new, device=x.device)[:, None]
-        k_idx = torch.arange(n_keys, device=x.device)[None, :]
-        allowed = (k_idx <= q_idx)[None] & key_mask.bool()[:, None, :]  # [batch, q, k]
-        if window is not None:
-            allowed &= (q_idx - k_idx < window)[None]
-        allowed |= k_idx == q_idx  # a padding query attends to itself, so no row is empty (no NaN)
-        return positions, allowed[:, None]
+        """Positions and the one mask every layer shares (models without per-layer windows)."""
+        if len({self.cfg.window_for(layer) for layer in range(self.cfg.n_layers)}) > 1:
+            raise ValueError("this model's layers use different attention windows; use _positions_and_masks")
+        positions, masks = self._positions_and_masks(x, attention_mask, past_kv_cache)
+        return positions, masks[self.cfg.window_for(0)]
 
     def _embed(self, tokens, attention_mask, past_kv_cache):
-        positions, mask = self._positions_and_mask(tokens, attention_mask, past_kv_cache)
+        positions, masks = self._positions_and_masks(tokens, attention_mask, past_kv_cache)
         resid = self.hook_embed(self.embed(tokens))  # [batch, pos, d_model]
         if self.cfg.positional_embedding_type == "standard":
             resid = resid + self.hook_pos_embed(self.pos_embed(positions))  # [batch, pos, d_model]
-        return resid, positions, mask
+        return resid, positions, masks
 
     def _opt_in_enabled(self, name: str) -> bool:
         c = self.cfg
@@ -229,12 +248,17 @@ class HookedTransformer(TokenAPI, WeightViews, HookedRootModule):
 
 
 def lm_loss(logits: torch.Tensor, tokens: torch.Tensor, attention_mask=None, per_token: bool = False):
-    """Next-token cross-entropy: logits [batch, pos, vocab], tokens [batch, pos] -> scalar or [batch, pos-1]."""
+    """Next-token cross-entropy: logits [batch, pos, vocab], tokens [batch, pos] -> scalar or [batch, pos-1].
+
+    With a padding mask [batch, pos], a prediction counts only when both the position predicting
+    and the token predicted are real: the mean runs over those, and ``per_token`` is 0 elsewhere.
+    """
     log_probs = F.log_softmax(logits[:, :-1].float(), dim=-1)
     nll = -log_probs.gather(-1, tokens[:, 1:, None].to(logits.device))[..., 0]  # [batch, pos - 1]
+    if attention_mask is None:
+        return nll if per_token else nll.mean()
+    mask = attention_mask.to(nll.device).bool()
+    scored = (mask[:, :-1] & mask[:, 1:]).float()  # [batch, pos - 1]
     if per_token:
-        return nll
-    if attention_mask is not None:
-        m = attention_mask[:, 1:].to(nll.device).float()
-        return (nll * m).sum() / m.sum()
-    return nll.mean()
+        return nll * scored
+    return (nll * scored).sum() / scored.sum()

@@ -32,7 +32,11 @@ class TokenAPI:
         return_mask: bool = False,
     ):
         """Tokenize text into ``[batch, pos]`` ids, right-padded (so each prompt's real tokens keep
-        their positions). ``return_mask=True`` also returns the ``[batch, pos]`` attention mask."""
+        their positions). ``return_mask=True`` also returns the ``[batch, pos]`` attention mask.
+
+        The returned tensor remembers its mask, so ``model(model.to_tokens(texts))`` treats the
+        padding exactly as ``model(texts)`` does (see :func:`circuitscope.tokens.attach_mask`).
+        """
         tokenizer = self._require_tokenizer()
         if prepend_bos is None:
             prepend_bos = self.cfg.default_prepend_bos
@@ -43,7 +47,10 @@ class TokenAPI:
         if truncate:
             tokens, mask = tokens[:, : self.cfg.n_ctx], mask[:, : self.cfg.n_ctx]
         device = self.cfg.device
-        return (tokens.to(device), mask.to(device)) if return_mask else tokens.to(device)
+        tokens, mask = tokens.to(device), mask.to(device)
+        if not bool(mask.all()):
+            tok.attach_mask(tokens, mask)
+        return (tokens, mask) if return_mask else tokens
 
     def to_string(self, tokens: Union[torch.Tensor, Sequence[int], int]) -> Union[str, list[str]]:
         """Decode ids: one sequence -> a string, a batch ``[batch, pos]`` -> a list of strings."""
@@ -51,6 +58,15 @@ class TokenAPI:
         if isinstance(tokens, int):
             tokens = [tokens]
         t = torch.as_tensor(tokens)
+        if t.is_floating_point():
+            raise TypeError(f"to_string needs integer token ids, got dtype {t.dtype}")
+        n_vocab = len(tokenizer)
+        bad = t[(t < 0) | (t >= n_vocab)]
+        if bad.numel():
+            raise ValueError(
+                f"token ids {sorted(set(bad.tolist()))[:10]} lie outside the tokenizer's vocabulary of "
+                f"{n_vocab} ids (0..{n_vocab - 1})"
+            )
         if t.dim() == 2:
             return [tokenizer.decode(row.tolist()) for row in t]
         return tokenizer.decode(t.reshape(-1).tolist())
@@ -99,12 +115,27 @@ class TokenAPI:
 
     def generate(self, input: Union[str, torch.Tensor], max_new_tokens: int = 10, temperature: float = 0.0,
                  generator: Optional[torch.Generator] = None) -> Union[str, torch.Tensor]:
-        """Greedy (temperature 0) or sampled continuation, reusing keys/values of earlier tokens."""
+        """Greedy (temperature 0) or sampled continuation of one prompt (a string, returning a
+        string) or of a token batch ``[batch, pos]`` (returning ``[batch, pos + max_new_tokens]``),
+        reusing keys/values of earlier tokens."""
         from circuitscope.model.kv_cache import KVCache
 
+        if isinstance(input, (list, tuple)) and input and isinstance(input[0], str):
+            raise TypeError(
+                "generate takes one prompt (a string) or a token tensor; for several prompts call it "
+                "once per prompt, or pass model.to_tokens(prompts, padding_side='left')"
+            )
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0 (an int), got {max_new_tokens!r}")
         tokens = self.to_tokens(input) if isinstance(input, str) else torch.as_tensor(input)
         if tokens.dim() == 1:
             tokens = tokens[None]
+        if tokens.shape[-1] + max_new_tokens > self.cfg.n_ctx:
+            raise ValueError(
+                f"the prompt is {tokens.shape[-1]} tokens and max_new_tokens={max_new_tokens}, past "
+                f"{self.cfg.model_name}'s context of {self.cfg.n_ctx} tokens; ask for at most "
+                f"{max(self.cfg.n_ctx - tokens.shape[-1], 0)} new tokens"
+            )
         cache = KVCache.empty(self.cfg.n_layers)
         out, step_input = tokens, tokens
         with torch.no_grad():

@@ -16,17 +16,37 @@ from circuitscope.model.families._common import maybe, rope_settings, strip_pref
 def config_from_hf(hf) -> TransformerConfig:
     d_head = getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads
     rotary_dim, base = rope_settings(hf, d_head)
-    window = getattr(hf, "sliding_window", None)
-    if hasattr(hf, "use_sliding_window") and not hf.use_sliding_window:
-        window = None
+    window, layer_windows = sliding_windows(hf)
     return TransformerConfig(
         n_layers=hf.num_hidden_layers, d_model=hf.hidden_size, n_heads=hf.num_attention_heads, d_head=d_head,
         d_vocab=hf.vocab_size, n_ctx=hf.max_position_embeddings, d_mlp=hf.intermediate_size,
         n_key_value_heads=getattr(hf, "num_key_value_heads", None) or hf.num_attention_heads,
         act_fn=hf.hidden_act, normalization_type="RMS", eps=hf.rms_norm_eps,
         positional_embedding_type="rotary", rotary_dim=rotary_dim, rotary_base=base,
-        gated_mlp=True, window_size=window, original_architecture=(hf.architectures or ["LlamaForCausalLM"])[0],
+        gated_mlp=True, window_size=window, layer_windows=layer_windows,
+        original_architecture=(hf.architectures or ["LlamaForCausalLM"])[0],
     )
+
+
+def sliding_windows(hf) -> tuple:
+    """``(window_size, layer_windows)``, as HF's attention reads them.
+
+    Mistral slides one window over every layer. Qwen2 slides it only when ``use_sliding_window``
+    is on, and then only in layers whose ``layer_types`` entry is ``"sliding_attention"`` (its
+    config derives these from ``max_window_layers``: layers from that index on slide).
+    """
+    window = getattr(hf, "sliding_window", None)
+    if hasattr(hf, "use_sliding_window") and not hf.use_sliding_window:
+        window = None
+    layer_types = getattr(hf, "layer_types", None)
+    if window is None or layer_types is None:
+        return window, None
+    unknown = sorted(set(layer_types) - {"full_attention", "sliding_attention"})
+    if unknown:
+        raise ValueError(f"layer_types {unknown} are not supported (only full_attention and sliding_attention)")
+    if len(layer_types) != hf.num_hidden_layers:
+        raise ValueError(f"layer_types has {len(layer_types)} entries for {hf.num_hidden_layers} layers")
+    return window, tuple(window if t == "sliding_attention" else None for t in layer_types)
 
 
 def convert(sd: dict[str, torch.Tensor], cfg: TransformerConfig, hf) -> dict[str, torch.Tensor]:
