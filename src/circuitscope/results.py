@@ -161,9 +161,14 @@ class Result:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
     # ------------------------------------------------------------------ figures
-    def plot(self, **kwargs):
+    def plot(self, kind: Optional[str] = None, **kwargs):
         """The figure that fits the shape: a line for 1-D, a heatmap for 2-D, faceted heatmaps
-        (one per index of the leading axes) for more."""
+        (one per index of the leading axes) for more; the interval ``ci`` is drawn when set.
+
+        ``kind="bar"`` (with ``k=10``) draws the top entries instead; other keywords go to the
+        figure function (``title``, ``zmid``, ``zlim``, ...), and ``meta["plot"]`` holds
+        defaults for them. Returns a :class:`circuitscope.plot.Figure`: ``.show()``,
+        ``.save("x.html" | "x.png" | "x.svg")``. Needs ``pip install "circuitscope[plot]"``."""
         from circuitscope import plot
 
-        return plot.auto(self, **kwargs)
+        return plot.auto(self, kind=kind, **kwargs)
