@@ -21,14 +21,19 @@ FAMILIES: dict[str, ModuleType] = {
 }
 
 
+# config.json's ``model_type`` -> the architecture it implies.
+MODEL_TYPES: dict[str, str] = {
+    "gpt2": "GPT2LMHeadModel", "gpt_neox": "GPTNeoXForCausalLM", "llama": "LlamaForCausalLM",
+    "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
+}
+
+
 def family_for(hf_config) -> ModuleType:
     """The converter module for a HF config (by its ``architectures`` or ``model_type``)."""
     archs = list(getattr(hf_config, "architectures", None) or [])
-    by_type = {"gpt2": "GPT2LMHeadModel", "gpt_neox": "GPTNeoXForCausalLM", "llama": "LlamaForCausalLM",
-               "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}
     model_type = getattr(hf_config, "model_type", None)
-    if model_type in by_type:
-        archs.append(by_type[model_type])
+    if model_type in MODEL_TYPES:
+        archs.append(MODEL_TYPES[model_type])
     for arch in archs:
         if arch in FAMILIES:
             return FAMILIES[arch]
