@@ -125,6 +125,15 @@ def test_heatmap_interval_in_hover_and_marks_uncertain_cells():
         plot.heatmap(v, ci=(low[:2], high))
 
 
+def test_nan_cells_do_not_break_either_renderer(tmp_path):
+    v = signed_map()
+    v[0, 0] = float("nan")  # e.g. a normalised metric whose clean and corrupted baselines agree
+    fig = plot.heatmap(v, LAYERS, HEADS)
+    assert fig.zrange == (-3.0, 3.0)
+    assert png_pixels(fig.save(tmp_path / "nan.png")).std() > 0.05
+    assert "L0H0" in fig.to_html()
+
+
 def test_line_series_names_and_band(tmp_path):
     y = torch.tensor([[0.0, 1.0, 2.0, 3.0], [0.5, 0.4, 0.3, 0.2]])  # [series, layer]
     fig = plot.line(y, x_labels=["embed", "L0", "L1", "L2"], names=["IO", "S"], ci=(y - 0.1, y + 0.1))

@@ -12,8 +12,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from circuitscope.plot._deps import plotly_go
-from circuitscope.plot.figure import Figure
+from circuitscope.plot.figure import Figure, plotly_go
 from circuitscope.plot.labels import as_interval, default_labels, fmt, head_labels, to_array
 
 __all__ = ["Bar", "bar"]

@@ -16,7 +16,7 @@ import re
 import uuid
 from importlib import resources
 
-from circuitscope.plot._deps import require
+from circuitscope.plot.figure import require
 
 __all__ = ["circuitsvis_bundle", "circuitsvis_html"]
 

@@ -15,17 +15,56 @@ in the default web browser. Subclasses (one per kind: :mod:`.heatmap`, :mod:`.li
 
 from __future__ import annotations
 
+import importlib
 import tempfile
 import webbrowser
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from circuitscope.io import write_text_atomic
-from circuitscope.plot._deps import matplotlib_figure, plotly_io
 
-__all__ = ["Figure", "STATIC_FORMATS"]
+__all__ = ["Figure", "STATIC_FORMATS", "require", "INSTALL_HINT"]
 
 STATIC_FORMATS = (".png", ".svg", ".pdf")
+
+# ---------------------------------------------------------------------- optional dependencies
+# The core install stays light: plotly (interactive HTML) and matplotlib (PNG / SVG) come with
+# the ``plot`` extra and are imported only when a figure is drawn, with an error that says what
+# to install instead of a bare "No module named 'plotly'" deep inside a call.
+INSTALL_HINT = 'pip install "circuitscope[plot]"'
+
+
+def require(module: str, purpose: str, hint: str = INSTALL_HINT) -> ModuleType:
+    """Import ``module`` or raise an ImportError that says what to install (``hint``).
+
+    >>> go = require("plotly.graph_objects", "interactive figures")  # doctest: +SKIP
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        top = module.split(".")[0]
+        raise ImportError(
+            f"circuitscope.plot needs {top!r} for {purpose}, and it is not installed. "
+            f"Install it with: {hint}"
+        ) from exc
+
+
+def plotly_go() -> ModuleType:
+    """``plotly.graph_objects``: builds every interactive figure."""
+    return require("plotly.graph_objects", "interactive (HTML) figures")
+
+
+def plotly_io() -> ModuleType:
+    """``plotly.io``: turns a plotly figure into self-contained HTML."""
+    return require("plotly.io", "HTML output")
+
+
+def matplotlib_figure() -> ModuleType:
+    """``matplotlib.figure``: draws PNG / SVG files without a browser (no pyplot, no GUI)."""
+    require("matplotlib", "PNG / SVG output")
+    return require("matplotlib.figure", "PNG / SVG output")
+
 
 # Plotly's modebar logo links to plotly's website; a report should not carry that link.
 _PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}

@@ -18,8 +18,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from circuitscope.plot._deps import plotly_go, require
-from circuitscope.plot.figure import Figure
+from circuitscope.plot.figure import Figure, plotly_go, require
 from circuitscope.plot.labels import as_interval, cell_names, default_labels, fmt, symmetric_range, to_array
 
 __all__ = ["Heatmap", "heatmap"]
@@ -140,6 +139,8 @@ class Heatmap(Figure):
             if f % self.grid_cols == 0:
                 ax.set_ylabel(self.y_title)
         fig.colorbar(image, ax=list(axes.flat), shrink=0.8)
+        if any(m is not None and m.any() for m in map(self._uncertain, range(n_facets))):
+            fig.supxlabel(f"dots: 95% interval includes {self.zmid:g}", fontsize=7, color="#555")
         if self.title:
             fig.suptitle(self.title)
 

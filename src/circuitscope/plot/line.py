@@ -11,8 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any, Optional, Sequence
 
-from circuitscope.plot._deps import plotly_go
-from circuitscope.plot.figure import Figure
+from circuitscope.plot.figure import Figure, plotly_go
 from circuitscope.plot.labels import as_interval, default_labels, fmt, to_array
 
 __all__ = ["Line", "line"]
