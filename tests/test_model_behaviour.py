@@ -91,13 +91,15 @@ def test_hooks_removed_even_when_hook_raises(gpt2):
 
 
 def test_hook_lifetimes(gpt2):
+    """TransformerLens 2.x lifetimes: add_hook hooks outlive run_with_cache until reset_hooks()."""
     tokens = random_tokens()
     calls = {"loose": 0, "perm": 0}
     gpt2.add_hook("blocks.0.hook_resid_pre", lambda x, hook: calls.__setitem__("loose", calls["loose"] + 1))
     gpt2.add_hook("blocks.0.hook_resid_post", lambda x, hook: calls.__setitem__("perm", calls["perm"] + 1),
                   is_permanent=True)
     gpt2(tokens)
-    gpt2.run_with_cache(tokens)  # the loose hook runs here once more, then is removed
+    gpt2.run_with_cache(tokens)  # the loose hook runs here too, and stays
+    gpt2.reset_hooks()
     gpt2(tokens)
     assert calls == {"loose": 2, "perm": 3}
     with gpt2.hooks(fwd_hooks=[("blocks.1.hook_resid_pre", lambda x, hook: None)]):
@@ -109,12 +111,16 @@ def test_hook_lifetimes(gpt2):
 
 
 def test_hook_point_add_hook_like_seed(gpt2):
-    """``model.blocks[L].attn.hook_z.add_hook(fn)`` works and ``run_with_cache`` clears it after."""
+    """``model.blocks[L].attn.hook_z.add_hook(fn)`` works and stays until ``reset_hooks()``."""
     tokens = random_tokens()
     clean = gpt2(tokens)
     gpt2.blocks[1].attn.hook_z.add_hook(lambda z, hook: torch.zeros_like(z))
-    ablated, _ = gpt2.run_with_cache(tokens)
-    assert not torch.allclose(ablated, clean, atol=1e-4)
+    try:
+        ablated, _ = gpt2.run_with_cache(tokens)
+        assert not torch.allclose(ablated, clean, atol=1e-4)
+        torch.testing.assert_close(gpt2(tokens), ablated)
+    finally:
+        gpt2.reset_hooks()
     torch.testing.assert_close(gpt2(tokens), clean)
 
 

@@ -134,7 +134,7 @@ def test_hook_list_covers_every_shorthand():
     assert set(MODEL_HOOK_NAMES) <= every
     assert set(HOOK_SHAPES) == set(ALL_HOOK_SUFFIXES) | set(MODEL_HOOK_NAMES)
     assert (
-        all_hook_names(1)[0] == "hook_embed" and all_hook_names(1)[-1] == "ln_final.hook_normalized"
+        all_hook_names(1)[0] == "hook_tokens" and all_hook_names(1)[-1] == "ln_final.hook_normalized"
     )
 
 

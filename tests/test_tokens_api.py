@@ -53,7 +53,8 @@ def test_tokens_to_residual_directions(model):
 
 
 def test_test_prompt_reports_rank_and_top_k(model):
-    result = test_prompt("When Mary and John went to the store, John gave a drink to", " Mary", model, top_k=5)
+    result = test_prompt("When Mary and John went to the store, John gave a drink to", " Mary", model, top_k=5,
+                         print_details=False)
     assert isinstance(result, PromptTest)
     logits = model(model.to_tokens("When Mary and John went to the store, John gave a drink to"))[0, -1]
     target = model.to_single_token(" Mary")

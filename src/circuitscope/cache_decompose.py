@@ -1,132 +1,39 @@
-"""Cutting the residual stream into pieces: position slicing and the stacks behind the cache's DLA.
+"""Cutting the residual stream into pieces: the stacks behind the cache's direct logit attribution.
 
 The residual stream at any point is a sum of earlier outputs (embeddings, each attention layer or
 head, each MLP or neuron, plus biases). ``ActivationCache`` exposes these stacks as methods; the
 work happens in the functions here, which take the cache as their first argument.
 
-``pos_slice`` (and ``batch_slice``) accept: ``None`` (keep everything), an ``int`` (that position;
-the dim is dropped), a ``slice``, a list/tuple/range of ints (those positions, dim kept), or a 1-D
-integer **tensor with one entry per prompt**: ``idx[b]`` is the position to take from prompt ``b``
-(the pos dim is dropped). The last form is what IOI-style datasets need, where prompts end at
-different positions (``pos_slice=dataset.word_idx["end"]``). To take several positions from every
-prompt, pass a list or slice instead of a tensor.
+``pos_slice`` is read as described in :mod:`circuitscope.cache_slicing` (an int, a slice or
+``(start, stop)`` tuple, a list of positions, or a tensor with one position per prompt).
 """
 
 from __future__ import annotations
 
 import logging
 import operator
-from typing import TYPE_CHECKING, Any, Sequence, Union
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
+
+from circuitscope.cache_slicing import PosSlice, cut_scale_and_stack, take_index, take_positions
 
 if TYPE_CHECKING:
     from circuitscope.cache import ActivationCache
 
 logger = logging.getLogger(__name__)
 
-PosSlice = Union[None, int, slice, Sequence[int], torch.Tensor, np.ndarray]
+__all__ = ["PosSlice", "cut_scale_and_stack", "take_index", "take_positions", "resid_layer"]
 
 
-def take_positions(t: torch.Tensor, pos_slice: PosSlice, pos_dim: int = -2) -> torch.Tensor:
-    """Apply ``pos_slice`` to dim ``pos_dim`` of ``t`` (the dim before it must be batch for a
-    per-prompt index tensor). ``[batch, pos, ...] -> [batch, ...]`` for int / per-prompt."""
-    if pos_slice is None:
-        return t
-    dim = pos_dim % t.ndim
-    lead = (slice(None),) * dim
-    if isinstance(pos_slice, (torch.Tensor, np.ndarray)):
-        idx = torch.as_tensor(pos_slice)
-        if idx.dtype.is_floating_point or idx.dtype == torch.bool or idx.ndim > 1:
-            raise TypeError(
-                f"pos_slice tensor must hold integer positions, one per prompt; got {idx.dtype} {tuple(idx.shape)}"
-            )
-        if idx.ndim == 0:
-            return t.select(dim, int(idx))
-        if dim == 0:
-            raise ValueError(
-                "a per-prompt pos_slice tensor needs a batch dimension, but this cache has none"
-            )
-        if idx.shape[0] != t.shape[dim - 1]:
-            raise ValueError(
-                f"per-prompt pos_slice has {idx.shape[0]} entries but there are {t.shape[dim - 1]} prompts; "
-                "a tensor means 'position idx[b] of prompt b' (use a list or slice for the same positions in every prompt)"
-            )
-        batch = torch.arange(t.shape[dim - 1], device=t.device)
-        return t[lead[:-1] + (batch, idx.to(t.device))]
-    return take_index(t, pos_slice, dim)
-
-
-def take_index(t: torch.Tensor, index: Any, dim: int) -> torch.Tensor:
-    """Index one dim with ``None`` / int (drops the dim) / slice / list of ints (keeps it)."""
-    if index is None:
-        return t
-    dim = dim % t.ndim
-    if isinstance(index, slice):
-        return t[(slice(None),) * dim + (index,)]
-    if isinstance(index, (list, tuple, range, torch.Tensor, np.ndarray)):
-        idx = torch.as_tensor(list(index) if isinstance(index, range) else index, dtype=torch.long)
-        return t.index_select(dim, idx.reshape(-1).to(t.device) % t.shape[dim])
-    return t.select(dim, operator.index(index))
-
-
-def cut_scale_and_stack(
-    scale: torch.Tensor,
-    stack: torch.Tensor,
-    pos_slice: PosSlice,
-    batch_slice: Any,
-    cache_has_batch: bool,
-    stack_has_batch: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cut a cached ``hook_scale`` [batch, pos, 1] the way the stack was cut, for broadcasting.
-
-    ``pos_slice`` then ``batch_slice`` are applied to the scale. The stack must already be cut by
-    ``pos_slice``; it may or may not be cut by ``batch_slice`` (TransformerLens cuts it here), so an
-    uncut stack is cut too. Returns ``(scale, stack)`` that broadcast, or raises ValueError.
-    """
-    if scale.ndim == (3 if cache_has_batch else 2) + 1:
-        scale = scale[..., 0, :]  # split qkv input: every head's input had the same scale
-    full = take_positions(scale, pos_slice, pos_dim=-2)  # [batch, (pos), 1]
-    if batch_slice is not None and not cache_has_batch:
-        raise ValueError("batch_slice given, but this cache has no batch dimension")
-    cut = full if batch_slice is None else take_index(full, batch_slice, 0)
-    batch_kept = cache_has_batch and not _is_int(batch_slice)
-    if not stack_has_batch and batch_kept:
-        if cut.shape[0] != 1:
-            raise ValueError(
-                f"has_batch_dim=False, but the cache holds {cut.shape[0]} prompts; "
-                "pass batch_slice=<prompt index>"
-            )
-        cut = cut[0]
-    # An int batch_slice drops the batch dim, so an uncut stack is recognised first in that case.
-    can_cut = stack_has_batch and cache_has_batch and batch_slice is not None
-    if can_cut and _ends_like(stack, full) and not (batch_kept and _ends_like(stack, cut)):
-        stack = take_index(stack, batch_slice, stack.ndim - full.ndim)
-    elif not _ends_like(stack, cut):
-        raise ValueError(
-            f"residual_stack {tuple(stack.shape)} does not line up with the layer-norm scale cut by "
-            f"pos_slice={pos_slice!r}, batch_slice={batch_slice!r}: {tuple(cut.shape)} (expected "
-            "the stack to end in [batch, pos, d_model] cut the same way)"
-        )
-    return cut, stack
-
-
-def _ends_like(stack: torch.Tensor, scale: torch.Tensor) -> bool:
-    """Does ``stack`` end in the scale's dims (all but its trailing 1) followed by d_model?"""
-    k = scale.ndim
-    return stack.ndim >= k and tuple(stack.shape[stack.ndim - k : -1]) == tuple(scale.shape[:-1])
-
-
-def _is_int(index: Any) -> bool:
-    """An index that drops its dim: a Python/numpy int or a 0-d tensor."""
-    if isinstance(index, torch.Tensor):
-        return index.ndim == 0
+def as_layer(layer, what: str = "layer") -> int:
+    """An integer layer index, or a TypeError naming what was passed instead (e.g. 1.0 or "1")."""
+    if isinstance(layer, bool) or isinstance(layer, (float, str)):
+        raise TypeError(f"{what} must be an int, got {type(layer).__name__} {layer!r}")
     try:
-        operator.index(index)
-        return True
+        return operator.index(layer)
     except TypeError:
-        return False
+        raise TypeError(f"{what} must be an int, got {type(layer).__name__} {layer!r}") from None
 
 
 def resid_layer(layer: int | None, n_layers: int) -> int:
@@ -136,7 +43,7 @@ def resid_layer(layer: int | None, n_layers: int) -> int:
     """
     if layer is None:
         return n_layers
-    layer = operator.index(layer)
+    layer = as_layer(layer, "layer")
     resolved = layer + n_layers + 1 if layer < 0 else layer
     if not 0 <= resolved <= n_layers:
         raise ValueError(

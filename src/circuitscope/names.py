@@ -26,6 +26,7 @@ __all__ = [
 
 # Hooks that live on the model itself, not inside a block (in forward order).
 MODEL_HOOK_NAMES: tuple[str, ...] = (
+    "hook_tokens",  # opt-in: the token ids [batch, pos]
     "hook_embed",
     "hook_pos_embed",
     "ln_final.hook_scale",
@@ -70,6 +71,7 @@ _HEADS = "batch pos head_index d_head"
 _SCORES = "batch head_index query_pos key_pos"
 # Activation shape of every hook (model-level names and block suffixes), for docs and error text.
 HOOK_SHAPES: dict[str, str] = {
+    "hook_tokens": "batch pos",
     "hook_embed": _RESID,
     "hook_pos_embed": _RESID,
     "ln_final.hook_scale": "batch pos 1",
@@ -164,10 +166,10 @@ _COMPACT = re.compile(r"^([a-z_]+?)(\d+)([a-z_][a-z0-9_]*)?$")
 
 def all_hook_names(n_layers: int) -> list[str]:
     """Every hook name a model with ``n_layers`` blocks could have (a superset; forward order)."""
-    names = list(MODEL_HOOK_NAMES[:2])
+    names = list(MODEL_HOOK_NAMES[:3])
     for layer in range(n_layers):
         names.extend(f"blocks.{layer}.{suffix}" for suffix in ALL_HOOK_SUFFIXES)
-    names.extend(MODEL_HOOK_NAMES[2:])
+    names.extend(MODEL_HOOK_NAMES[3:])
     return names
 
 

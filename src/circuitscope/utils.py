@@ -1,8 +1,12 @@
-"""Small conveniences notebooks import as ``circuitscope.utils`` (TransformerLens names)."""
+"""Small conveniences notebooks import as ``circuitscope.utils`` (TransformerLens names).
+
+``test_prompt`` is a display helper: like TransformerLens it prints its table (``print_details``),
+and it also returns the :class:`PromptTest` so code can read the rank.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -10,7 +14,7 @@ import torch
 
 from circuitscope.names import get_act_name
 
-__all__ = ["get_act_name", "test_prompt", "PromptTest", "to_numpy"]
+__all__ = ["get_act_name", "get_device", "test_prompt", "PromptTest", "to_numpy"]
 
 
 def to_numpy(x) -> np.ndarray:
@@ -20,12 +24,22 @@ def to_numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
+def get_device() -> torch.device:
+    """The best device here: CUDA if available, else Apple's MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available() and mps.is_built():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
 @dataclass
 class PromptTest:
     """What the model predicts after a prompt, and where the expected answer ranks.
 
-    Renders itself as a table (``str``/``repr`` in a terminal, HTML in a notebook); nothing is
-    printed by the library.
+    ``str()`` is the full table; in a notebook it renders as HTML, unless ``test_prompt`` has
+    already printed it (then only ``repr``'s one-line summary shows, not the table twice).
     """
 
     prompt_tokens: list[str]
@@ -33,6 +47,7 @@ class PromptTest:
     # One row per answer token: (rank, logit, prob) of the answer, and the top-k (token, logit, prob).
     answer_ranks: list[tuple[int, float, float]]
     top_k: list[list[tuple[str, float, float]]]
+    printed: bool = field(default=False, repr=False, compare=False)
 
     @property
     def rank(self) -> int:
@@ -47,10 +62,15 @@ class PromptTest:
                 lines.append(f"  top {j:>2}: logit {lg:6.2f}  prob {pr:6.2%}  token |{t}|")
         return "\n".join(lines)
 
-    __repr__ = __str__
+    def __repr__(self) -> str:
+        rank, _, prob = self.answer_ranks[0]
+        return f"PromptTest(answer {self.answer_tokens[0]!r}: rank {rank}, prob {prob:.2%})"
 
-    def _repr_html_(self) -> str:
+    def _repr_html_(self) -> Optional[str]:
         import html
+
+        if self.printed:
+            return None  # the table is already on screen; show the one-line repr
 
         rows = []
         for ans, (rank, logit, prob), top in zip(self.answer_tokens, self.answer_ranks, self.top_k):
@@ -62,9 +82,13 @@ class PromptTest:
 
 
 @torch.no_grad()
-def test_prompt(prompt: str, answer: str, model, prepend_bos: Optional[bool] = None, top_k: int = 10,
-                prepend_space_to_answer: bool = True) -> PromptTest:
-    """Run ``prompt + answer`` and report, for each answer token, its rank and the top-k predictions."""
+def test_prompt(prompt: str, answer: str, model, prepend_space_to_answer: bool = True,
+                print_details: bool = True, prepend_bos: Optional[bool] = None, top_k: int = 10) -> PromptTest:
+    """Run ``prompt + answer`` and report, for each answer token, its rank and the top-k predictions.
+
+    Prints the table (TransformerLens' arguments, in its order; ``print_details=False`` keeps
+    quiet) and returns it as a :class:`PromptTest`.
+    """
     if prepend_space_to_answer and not answer.startswith(" "):
         answer = " " + answer
     prompt_tokens = model.to_tokens(prompt, prepend_bos=prepend_bos)  # [1, prompt_len]
@@ -81,12 +105,16 @@ def test_prompt(prompt: str, answer: str, model, prepend_bos: Optional[bool] = N
         ranks.append((rank, float(row[target]), float(probs[target])))
         values, idx = row.topk(top_k)
         tops.append([(model.to_string(int(t)), float(v), float(probs[t])) for v, t in zip(values, idx)])
-    return PromptTest(
+    result = PromptTest(
         prompt_tokens=model.to_str_tokens(prompt_tokens[0]),
         answer_tokens=model.to_str_tokens(answer_tokens[0]),
         answer_ranks=ranks,
         top_k=tops,
     )
+    if print_details:
+        print(result)  # a display helper: showing the table is its job
+        result.printed = True
+    return result
 
 
 test_prompt.__test__ = False  # not a pytest test despite its name

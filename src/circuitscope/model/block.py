@@ -50,14 +50,21 @@ class TransformerBlock(nn.Module):
 
     def attention_inputs(self, resid_pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Normalised q/k/v inputs; per head ([batch, pos, head, d_model]) when split inputs are on,
-        which lets path patching give each receiving head its own query/key/value input."""
+        which lets path patching give each receiving head its own query/key/value input.
+
+        ``hook_attn_in`` [batch, pos, d_model] comes first and feeds all three, so a hook on it
+        acts whether or not the inputs are split (as in TransformerLens, where the split inputs
+        are copies of attn_in). Each active split hook gets its own copy to edit in place.
+        """
+        attn_in = self.hook_attn_in(resid_pre)  # [batch, pos, d_model]
         if self._split_inputs():
-            per_head = resid_pre[:, :, None, :].expand(-1, -1, self.cfg.n_heads, -1)
-            q_in = self.ln1(self.hook_q_input(per_head))
-            k_in = self.ln1(self.hook_k_input(per_head))
-            v_in = self.ln1(self.hook_v_input(per_head))
+            per_head = attn_in[:, :, None, :].expand(-1, -1, self.cfg.n_heads, -1)  # [batch, pos, head, d_model]
+            q_in, k_in, v_in = (
+                self.ln1(hp(per_head.clone() if hp.active else per_head))
+                for hp in (self.hook_q_input, self.hook_k_input, self.hook_v_input)
+            )
             return q_in, k_in, v_in
-        x = self.ln1(self.hook_attn_in(resid_pre))
+        x = self.ln1(attn_in)
         return x, x, x
 
     def forward(

@@ -1,41 +1,97 @@
-"""Hook management shared by every hooked model: adding, scoping, removing and caching.
+"""Hook management shared by every hooked model: adding, scoping, removing, warning.
 
-``run_with_hooks`` runs one forward pass with temporary hooks; ``run_with_cache`` is the same with
-caching hooks that store each activation in an :class:`~circuitscope.cache.ActivationCache`.
-All temporary hooks are removed in a ``finally`` block, so a hook that raises never leaks.
+Lifetimes are those of TransformerLens 2.x (``transformer_lens/hook_points.py``), so a ported
+notebook computes the same thing:
+
+* ``model.add_hook(name, fn)`` and ``model.blocks[L].attn.hook_z.add_hook(fn)`` attach a hook
+  that stays for every later call until ``model.reset_hooks()``. ``run_with_hooks`` and
+  ``run_with_cache`` do *not* remove it.
+* ``run_with_hooks(fwd_hooks=..., bwd_hooks=...)``, ``run_with_cache`` and ``with
+  model.hooks(...)`` open a context one level deeper (``model.context_level``); the hooks they
+  add carry that level, and with ``reset_hooks_end=True`` (the default) every non-permanent hook
+  of that level is removed when the call ends, even if it raised. That includes a hook you added
+  yourself with ``add_hook(..., level=1)`` just before a top-level ``run_with_cache`` (the trick
+  some TransformerLens notebooks use to make such a hook go with the next run).
+* ``reset_hooks()`` removes every non-permanent hook; ``is_permanent=True`` hooks go only with
+  ``reset_hooks(including_permanent=True)``.
+* Backward hooks are bound when the forward pass computes their activation, so
+  ``bwd_hooks`` passed to ``run_with_hooks`` fire when you call ``backward()`` on its output after
+  it returned (TransformerLens behaves the same, despite the warning it logs).
+
+Beyond TransformerLens: when a hook left over from an earlier call (``add_hook`` without a reset,
+or ``reset_hooks_end=False``) applies to a model call, the ``circuitscope.hooks`` logger warns
+once for that call, naming the hooks; each hook is named once. Silence it with
+``model.warn_stale_hooks = False``, with ``is_permanent=True`` for hooks meant to stay, or with
+``logging.getLogger("circuitscope.hooks").setLevel(logging.ERROR)``.
+
+Hooks are model state and **not thread-safe**: threads sharing a model share its hooks.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator, Sequence, Union
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
-import torch
 from torch import nn
 
-from circuitscope.hooks import HookFn, HookPoint
+from circuitscope.hooks import HookFn, HookPoint, HookRegistry
+from circuitscope.model.caching_hooks import CachingHooks
+from circuitscope.model.hook_specs import HookSpec, check_hook_specs
 
-logger = logging.getLogger(__name__)
+hooks_logger = logging.getLogger("circuitscope.hooks")
 
 NameFilter = Union[None, str, Sequence[str], Callable[[str], bool]]
-HookSpec = tuple[Union[str, Callable[[str], bool]], HookFn]
 
-_context_ids = itertools.count()
+_SHOWN_STALE = 6
 
 
-class HookedRootModule(nn.Module):
+class HookedRootModule(CachingHooks, nn.Module):
     """Base class: call :meth:`setup_hooks` at the end of ``__init__``."""
 
     hook_dict: dict[str, HookPoint]
+    mod_dict: dict[str, nn.Module]
+    warn_stale_hooks: bool = True  # set False to silence the left-over-hook warning
+    context_level: int = 0  # how many ``hooks()`` contexts are open (TransformerLens name)
+    is_caching: bool = False
+    _hook_registry: Optional[HookRegistry] = None
 
     def setup_hooks(self) -> None:
-        self.hook_dict = {}
+        """Name every HookPoint after its module path and index them in ``hook_dict``."""
+        self._hook_registry = HookRegistry()
+        self.hook_dict, self.mod_dict = {}, {}
         for name, module in self.named_modules():
+            if not name:
+                continue
+            self.mod_dict[name] = module
             if isinstance(module, HookPoint):
                 module.name = name
+                module.registry = self._hook_registry
                 self.hook_dict[name] = module
+
+    setup = setup_hooks  # the TransformerLens name
+
+    def __call__(self, *args, **kwargs):
+        registry = self._hook_registry
+        if registry is not None and registry.live and self.warn_stale_hooks:
+            self._warn_stale_hooks(registry)
+        return super().__call__(*args, **kwargs)
+
+    def _warn_stale_hooks(self, registry: HookRegistry) -> None:
+        stale = [h.describe() for h in registry.stale()]
+        if not stale:
+            return
+        shown = ", ".join(stale[:_SHOWN_STALE])
+        if len(stale) > _SHOWN_STALE:
+            shown += f" and {len(stale) - _SHOWN_STALE} more"
+        hooks_logger.warning(
+            "%d hook(s) attached before an earlier model call still apply to this one: %s. Hooks "
+            "added with add_hook() stay until model.reset_hooks() (as in TransformerLens 2.x); "
+            "reset between runs, add with is_permanent=True if they are meant to stay, or set "
+            "model.warn_stale_hooks = False to silence this warning.",
+            len(stale),
+            shown,
+        )
 
     # ----------------------------------------------------------------- resolving names
     def _unknown_hook(self, name: str) -> KeyError:
@@ -44,8 +100,10 @@ class HookedRootModule(nn.Module):
         n_layers = getattr(getattr(self, "cfg", None), "n_layers", None)
         return KeyError(unknown_name_message(name, list(self.hook_dict), n_layers))
 
-    def hook_points(self, name_or_filter: Union[str, Callable[[str], bool]]) -> list[HookPoint]:
-        """The hook points a name or a ``name -> bool`` predicate selects (error if a name is unknown)."""
+    def hook_points(self, name_or_filter: Union[str, Callable[[str], bool], None] = None) -> list[HookPoint]:
+        """The hook points a name or a ``name -> bool`` predicate selects (all for None)."""
+        if name_or_filter is None:
+            return list(self.hook_dict.values())
         if isinstance(name_or_filter, str):
             if name_or_filter not in self.hook_dict:
                 raise self._unknown_hook(name_or_filter)
@@ -87,22 +145,41 @@ class HookedRootModule(nn.Module):
         hook: HookFn,
         dir: str = "fwd",
         is_permanent: bool = False,
-        level: object = None,
+        level: Optional[int] = None,
         prepend: bool = False,
     ) -> None:
-        """Attach ``hook`` to every hook point ``name`` selects.
-
-        Without ``is_permanent`` the hook is removed by ``reset_hooks()`` or at the end of the next
-        ``run_with_hooks`` / ``run_with_cache`` call.
-        """
+        """Attach ``hook`` to every hook point ``name`` selects, until ``reset_hooks()``
+        (``is_permanent``: until ``reset_hooks(including_permanent=True)``)."""
+        if not callable(hook):
+            raise TypeError(f"add_hook({name!r}, ...): the hook must be a function fn(activation, hook)")
         for hp in self.hook_points(name):
-            hp.add_hook(hook, dir=dir, is_permanent=is_permanent, prepend=prepend)
+            hp.add_hook(hook, dir=dir, is_permanent=is_permanent, level=level, prepend=prepend)
 
-    def reset_hooks(self, clear_contexts: bool = True, including_permanent: bool = False, level: object = None) -> None:
+    def add_perma_hook(self, name: Union[str, Callable[[str], bool]], hook: HookFn, dir: str = "fwd") -> None:
+        self.add_hook(name, hook, dir=dir, is_permanent=True)
+
+    def remove_all_hook_fns(
+        self, direction: str = "both", including_permanent: bool = False, level: Optional[int] = None
+    ) -> None:
         for hp in self.hook_dict.values():
-            hp.remove_hooks("both", including_permanent=including_permanent)
-            if clear_contexts:
-                hp.clear_context()
+            hp.remove_hooks(direction, including_permanent=including_permanent, level=level)
+
+    def clear_contexts(self) -> None:
+        for hp in self.hook_dict.values():
+            hp.clear_context()
+
+    def reset_hooks(
+        self,
+        clear_contexts: bool = True,
+        direction: str = "both",
+        including_permanent: bool = False,
+        level: Optional[int] = None,
+    ) -> None:
+        """Remove non-permanent hooks (of one context ``level`` only, if given)."""
+        if clear_contexts:
+            self.clear_contexts()
+        self.remove_all_hook_fns(direction, including_permanent, level=level)
+        self.is_caching = False
 
     @contextmanager
     def hooks(
@@ -112,28 +189,26 @@ class HookedRootModule(nn.Module):
         reset_hooks_end: bool = True,
         clear_contexts: bool = False,
     ) -> Iterator["HookedRootModule"]:
-        """Context manager: the given hooks are attached inside the block and removed after it.
-
-        With ``reset_hooks_end`` the loose hooks added by ``add_hook`` are removed at the end too.
-        """
-        owner = ("context", next(_context_ids))
-        touched: list[HookPoint] = []
+        """Context manager: the given hooks apply inside the block. With ``reset_hooks_end`` every
+        non-permanent hook of this context's level is removed when the block ends."""
+        fwd, bwd = check_hook_specs(fwd_hooks, "fwd_hooks"), check_hook_specs(bwd_hooks, "bwd_hooks")
+        plan = [(hp, fn, d) for d, specs in (("fwd", fwd), ("bwd", bwd)) for target, fn in specs
+                for hp in self.hook_points(target)]  # resolve every name before attaching any
+        self.context_level += 1
+        level, scope = self.context_level, object()
+        registry = self._hook_registry
+        if registry is not None:
+            registry.open_scopes.add(scope)
         try:
-            for direction, specs in (("fwd", fwd_hooks), ("bwd", bwd_hooks)):
-                for target, fn in specs:
-                    for hp in self.hook_points(target):
-                        hp.add_hook(fn, dir=direction, owner=owner)
-                        touched.append(hp)
+            for hp, fn, d in plan:
+                hp.add_hook(fn, dir=d, level=level, scope=scope)
             yield self
         finally:
-            for hp in touched:
-                hp.remove_hooks("both", owner=owner)
+            if registry is not None:
+                registry.open_scopes.discard(scope)
             if reset_hooks_end:
-                for hp in self.hook_dict.values():
-                    hp.remove_hooks("both", owner="loose")
-            if clear_contexts:
-                for hp in self.hook_dict.values():
-                    hp.clear_context()
+                self.reset_hooks(clear_contexts, including_permanent=False, level=level)
+            self.context_level -= 1
 
     def run_with_hooks(
         self,
@@ -144,50 +219,9 @@ class HookedRootModule(nn.Module):
         clear_contexts: bool = False,
         **model_kwargs,
     ):
-        """One forward pass with temporary hooks: ``fwd_hooks=[(name_or_filter, fn), ...]``."""
-        fwd_hooks, bwd_hooks = list(fwd_hooks), list(bwd_hooks)
-        if bwd_hooks and not reset_hooks_end:
-            logger.warning("backward hooks are kept after the run; call reset_hooks() after backward()")
+        """One forward pass with temporary hooks: ``fwd_hooks=[(name_or_filter, fn), ...]``.
+
+        ``bwd_hooks`` fire when you call ``backward()`` on (something computed from) the output.
+        """
         with self.hooks(fwd_hooks, bwd_hooks, reset_hooks_end, clear_contexts):
             return self(*model_args, **model_kwargs)
-
-    def run_with_cache(
-        self,
-        *model_args,
-        names_filter: NameFilter = None,
-        device: Union[str, torch.device, None] = None,
-        remove_batch_dim: bool = False,
-        incl_bwd: bool = False,
-        reset_hooks_end: bool = True,
-        clear_contexts: bool = False,
-        **model_kwargs,
-    ):
-        """Run the model and cache activations: returns ``(output, ActivationCache)``.
-
-        ``names_filter`` (a name, a list, or a ``name -> bool`` function) limits what is stored; the
-        default stores every hook point except opt-in ones (per-head results, split q/k/v inputs)
-        unless the config enables them. With ``incl_bwd`` gradients are cached as ``name + "_grad"``
-        once you call ``backward()`` on the output (before the next run).
-        """
-        from circuitscope.cache import ActivationCache
-
-        keep = self._names_filter_fn(names_filter)
-        store: dict[str, torch.Tensor] = {}
-
-        def save(name: str):
-            def hook(x: torch.Tensor, hook: HookPoint) -> None:
-                x = x.detach()
-                if device is not None:
-                    x = x.to(device)
-                store[name] = x[0] if remove_batch_dim else x
-
-            return hook
-
-        fwd = [(name, save(name)) for name in self.hook_dict if keep(name)]
-        if incl_bwd:
-            # Gradients arrive after this call returns, so these hooks must outlive it (as loose hooks).
-            for name, _ in fwd:
-                self.hook_dict[name].add_hook(save(name + "_grad"), dir="bwd")
-        with self.hooks(fwd, (), reset_hooks_end and not incl_bwd, clear_contexts):
-            out = self(*model_args, **model_kwargs)
-        return out, ActivationCache(store, self, has_batch_dim=not remove_batch_dim)
