@@ -204,3 +204,31 @@ def test_attention_mask_for_reports_what_attention_applies(model):
     left, mask = model.to_tokens(PROMPTS, padding_side="left", return_mask=True)
     assert torch.equal(model.attention_mask_for(left), mask)
     assert torch.equal(model.attention_mask_for(left.clone()), mask)  # read off the pad token
+
+
+def test_text_options_are_checked(model):
+    with pytest.raises(TypeError, match="prepend_bos must be True, False or None.*'no'"):
+        model.to_tokens("When Mary", prepend_bos="no")  # a truthy string used to mean True
+    with pytest.raises(TypeError, match="prepend_bos"):
+        model(["When Mary"], prepend_bos="no")
+    with pytest.raises(TypeError, match="string or a list of strings"):
+        model.to_tokens(12)
+    with pytest.raises(ValueError, match="vocabulary"):
+        model.to_str_tokens([1, len(model.tokenizer)])
+
+
+def test_get_token_position_takes_one_prompt(model):
+    tokens = model.to_tokens(["When Mary and John", "When John and Mary"])
+    with pytest.raises(ValueError, match="one prompt"):
+        model.get_token_position(" John", tokens)  # used to index the flattened batch
+    with pytest.raises(ValueError, match="mode"):
+        model.get_token_position(" John", tokens[:1], mode="middle")
+    assert model.get_token_position(" John", tokens[1:]) == 2
+
+
+def test_logit_positions_and_short_loss_inputs(model):
+    tokens = model.to_tokens(PROMPTS)
+    with pytest.raises(ValueError, match="logit_positions.*within"):
+        model(tokens, logit_positions=torch.tensor([0, 1, tokens.shape[1]]))
+    with pytest.raises(ValueError, match="at least 2 tokens"):
+        model(tokens[:, :1], return_type="loss")

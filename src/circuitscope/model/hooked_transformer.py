@@ -44,7 +44,6 @@ class HookedTransformer(TokenAPI, WeightViews, HookedRootModule):
         self.cfg = cfg
         self.set_tokenizer(tokenizer)
         self.embed = Embed(cfg)
-        self.hook_tokens = HookPoint(opt_in=True)  # [batch, pos] token ids (TransformerLens' use_hook_tokens)
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
         if cfg.positional_embedding_type == "standard":
             self.pos_embed = PosEmbed(cfg)
@@ -133,6 +132,8 @@ class HookedTransformer(TokenAPI, WeightViews, HookedRootModule):
             if return_type != "logits":
                 raise ValueError("logit_positions returns logits at those positions only; use return_type='logits'")
             rows = torch.as_tensor(logit_positions, device=resid.device).expand(resid.shape[0])
+            if rows.is_floating_point() or bool(((rows < -resid.shape[1]) | (rows >= resid.shape[1])).any()):
+                raise ValueError(f"logit_positions must be integer positions within the {resid.shape[1]}-token input, got {rows.tolist()}")
             resid = resid[torch.arange(resid.shape[0], device=resid.device), rows]  # [batch, d_model]
             return self.unembed(self.ln_final(resid))  # [batch, d_vocab]
         logits = self.unembed(self.ln_final(resid))  # [batch, pos, d_vocab]
@@ -140,6 +141,8 @@ class HookedTransformer(TokenAPI, WeightViews, HookedRootModule):
             return logits
         if tokens is None:
             raise ValueError("the loss needs the tokens: pass tokens=... when starting mid-model")
+        if tokens.shape[1] < 2:
+            raise ValueError("the loss needs at least 2 tokens per prompt (it scores next-token predictions)")
         loss = lm_loss(logits, tokens, padding, per_token=loss_per_token)
         return loss if return_type == "loss" else (logits, loss)
 
@@ -196,7 +199,6 @@ class HookedTransformer(TokenAPI, WeightViews, HookedRootModule):
 
     def _embed(self, tokens, attention_mask, past_kv_cache):
         positions, masks = self._positions_and_masks(tokens, attention_mask, past_kv_cache)
-        tokens = self.hook_tokens(tokens)  # [batch, pos]; free unless a hook is attached
         resid = self.hook_embed(self.embed(tokens))  # [batch, pos, d_model]
         if self.cfg.positional_embedding_type == "standard":
             resid = resid + self.hook_pos_embed(self.pos_embed(positions))  # [batch, pos, d_model]
@@ -209,7 +211,6 @@ class HookedTransformer(TokenAPI, WeightViews, HookedRootModule):
             or (name.endswith(("hook_q_input", "hook_k_input", "hook_v_input")) and c.use_split_qkv_input)
             or (name.endswith("hook_mlp_in") and c.use_hook_mlp_in)
             or (name.endswith("hook_attn_in") and c.use_attn_in)
-            or (name == "hook_tokens" and getattr(c, "use_hook_tokens", False))
         )
 
     # ------------------------------------------------------------------ config flags

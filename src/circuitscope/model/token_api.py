@@ -40,6 +40,10 @@ class TokenAPI:
         tokenizer = self._require_tokenizer()
         if prepend_bos is None:
             prepend_bos = self.cfg.default_prepend_bos
+        if not isinstance(prepend_bos, bool):
+            raise TypeError(f"prepend_bos must be True, False or None (the model's default), got {prepend_bos!r}")
+        if not isinstance(input, str) and not (isinstance(input, (list, tuple)) and all(isinstance(x, str) for x in input)):
+            raise TypeError(f"to_tokens takes a string or a list of strings, got {type(input).__name__}")
         tokens, mask = tok.tokenize(
             tokenizer, input, prepend_bos=prepend_bos, padding_side=padding_side or "right",
             max_length=None if truncate else self.cfg.n_ctx,
@@ -57,16 +61,7 @@ class TokenAPI:
         tokenizer = self._require_tokenizer()
         if isinstance(tokens, int):
             tokens = [tokens]
-        t = torch.as_tensor(tokens)
-        if t.is_floating_point():
-            raise TypeError(f"to_string needs integer token ids, got dtype {t.dtype}")
-        n_vocab = len(tokenizer)
-        bad = t[(t < 0) | (t >= n_vocab)]
-        if bad.numel():
-            raise ValueError(
-                f"token ids {sorted(set(bad.tolist()))[:10]} lie outside the tokenizer's vocabulary of "
-                f"{n_vocab} ids (0..{n_vocab - 1})"
-            )
+        t = _checked_ids(tokens, tokenizer, "to_string")
         if t.dim() == 2:
             return [tokenizer.decode(row.tolist()) for row in t]
         return tokenizer.decode(t.reshape(-1).tolist())
@@ -81,7 +76,7 @@ class TokenAPI:
             return tok.str_tokens(tokenizer, ids)
         if isinstance(input, list) and input and isinstance(input[0], str):
             return [self.to_str_tokens(s, prepend_bos=prepend_bos) for s in input]
-        t = torch.as_tensor(input)
+        t = _checked_ids(input, tokenizer, "to_str_tokens")
         if t.dim() == 2:
             if t.shape[0] == 1:
                 return tok.str_tokens(tokenizer, t[0].tolist())
@@ -94,7 +89,11 @@ class TokenAPI:
 
     def get_token_position(self, token: Union[str, int], input: Union[str, torch.Tensor], mode: str = "first") -> int:
         """Index of ``token`` in a single prompt (``mode`` "first" or "last")."""
+        if mode not in ("first", "last"):
+            raise ValueError(f"mode must be 'first' or 'last', got {mode!r}")
         ids = input if isinstance(input, torch.Tensor) else self.to_tokens(input)
+        if ids.dim() > 2 or (ids.dim() == 2 and ids.shape[0] != 1):
+            raise ValueError(f"get_token_position takes one prompt, got tokens of shape {tuple(ids.shape)}")
         ids = ids.reshape(-1)
         target = self.to_single_token(token) if isinstance(token, str) else int(token)
         hits = (ids == target).nonzero().flatten().tolist()
@@ -149,3 +148,18 @@ class TokenAPI:
                 out = torch.cat([out, nxt], dim=1)
                 step_input = nxt
         return self.to_string(out[0]) if isinstance(input, str) else out
+
+
+def _checked_ids(ids, tokenizer, caller: str) -> torch.Tensor:
+    """Token ids as a tensor, after checking they are integers the tokenizer can decode."""
+    t = torch.as_tensor(ids)
+    if t.is_floating_point():
+        raise TypeError(f"{caller} needs integer token ids, got dtype {t.dtype}")
+    n_vocab = len(tokenizer)
+    bad = t[(t < 0) | (t >= n_vocab)]
+    if bad.numel():
+        raise ValueError(
+            f"token ids {sorted(set(bad.tolist()))[:10]} lie outside the tokenizer's vocabulary of "
+            f"{n_vocab} ids (0..{n_vocab - 1})"
+        )
+    return t
