@@ -44,6 +44,7 @@ class HookedTransformer(TokenAPI, WeightViews, HookedRootModule):
         self.cfg = cfg
         self.set_tokenizer(tokenizer)
         self.embed = Embed(cfg)
+        self.hook_tokens = HookPoint(opt_in=True)  # [batch, pos] token ids (TransformerLens' use_hook_tokens)
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
         if cfg.positional_embedding_type == "standard":
             self.pos_embed = PosEmbed(cfg)
@@ -199,6 +200,7 @@ class HookedTransformer(TokenAPI, WeightViews, HookedRootModule):
 
     def _embed(self, tokens, attention_mask, past_kv_cache):
         positions, masks = self._positions_and_masks(tokens, attention_mask, past_kv_cache)
+        tokens = self.hook_tokens(tokens)  # [batch, pos]; free unless a hook is attached
         resid = self.hook_embed(self.embed(tokens))  # [batch, pos, d_model]
         if self.cfg.positional_embedding_type == "standard":
             resid = resid + self.hook_pos_embed(self.pos_embed(positions))  # [batch, pos, d_model]
@@ -211,6 +213,7 @@ class HookedTransformer(TokenAPI, WeightViews, HookedRootModule):
             or (name.endswith(("hook_q_input", "hook_k_input", "hook_v_input")) and c.use_split_qkv_input)
             or (name.endswith("hook_mlp_in") and c.use_hook_mlp_in)
             or (name.endswith("hook_attn_in") and c.use_attn_in)
+            or (name == "hook_tokens" and getattr(c, "use_hook_tokens", False))
         )
 
     # ------------------------------------------------------------------ config flags
