@@ -47,11 +47,12 @@ def _demo(args: argparse.Namespace) -> dict:
     print(f"  corrupted logit diff:          {corrupted_ld:7.3f}")
     print(f"  IO ranked above S:             {accuracy:7.1%}")
 
-    lens, labels = logit_lens(model, cache, task)
+    lens_result = logit_lens(model, cache, task, ci=False)
+    lens, labels = lens_result.values, lens_result.labels[0]
     print("\nLogit lens (logit diff read from the residual stream after each layer):")
     print(_table([(lab, f"{v:.3f}") for lab, v in zip(labels, lens.tolist())], ("residual", "logit diff")))
 
-    heads = head_attribution(model, cache, task)
+    heads = head_attribution(model, cache, task, ci=False).values
     order = heads.flatten().abs().argsort(descending=True)[: args.top]
     rows = []
     for idx in order.tolist():
