@@ -71,9 +71,12 @@ def run_chunk(
     readout: Optional[Readout],
     metric: Optional[Callable] = None,
     counter: Optional[FlopCounter] = None,
+    adjust: Optional[Callable] = None,
 ) -> tuple[list, torch.Tensor]:
     """Run the variants of ``entries`` (all differing from the base only at positions >= start).
 
+    ``adjust(layer, resid_in, attn_out, keep)`` may rewrite a layer's attention output of the
+    stacked variants (path patching uses it to give receiver heads their patched inputs).
     Returns ``(keys, values [n_variants])`` in matching order.
     """
     model, cfg = base.model, base.model.cfg
@@ -105,6 +108,8 @@ def run_chunk(
             rp, ao = block.attend(
                 carry, positions.expand(carry.shape[0], -1), None, base.prefix(layer, start, n_active), kk
             )
+            if adjust is not None:
+                ao = adjust(layer, carry, ao, kk)
             rp_parts.append(rp)
             ao_parts.append(ao)
             if counter is not None:
