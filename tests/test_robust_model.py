@@ -232,3 +232,12 @@ def test_logit_positions_and_short_loss_inputs(model):
         model(tokens, logit_positions=torch.tensor([0, 1, tokens.shape[1]]))
     with pytest.raises(ValueError, match="at least 2 tokens"):
         model(tokens[:, :1], return_type="loss")
+
+
+def test_generate_on_left_padded_prompts_matches_one_by_one(model):
+    """The route generate's error message suggests for several prompts really works."""
+    left = model.to_tokens(PROMPTS, padding_side="left")
+    out = model.generate(left, max_new_tokens=4)  # [batch, pos + 4]
+    for i, prompt in enumerate(PROMPTS):
+        alone = model.generate(model.to_tokens(prompt), max_new_tokens=4)[0]
+        assert torch.equal(out[i, -alone.shape[0]:], alone)

@@ -76,7 +76,7 @@ def _local_folder(name: str) -> Optional[Path]:
     if path.exists():
         raise FileNotFoundError(f"{path} is a file; from_pretrained needs the checkpoint's folder (with config.json)")
     if _looks_like_path(name):
-        raise FileNotFoundError(f"there is no folder {name} (resolved to {path.resolve()})")
+        raise FileNotFoundError(f"there is no folder {name} (it is not a local folder: {path.resolve()} does not exist)")
     return None
 
 
