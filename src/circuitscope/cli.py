@@ -1,14 +1,100 @@
-"""Command line: ``circuitscope demo`` runs the IOI analysis on a model (the shipped organism by default)."""
+"""Command line: ``circuitscope demo`` runs the IOI analysis on a model (the shipped organism by default).
+
+Layout, so that a new subcommand is a few lines: each command is one function ``name(args)``
+registered with ``@command("name", help, add_arguments)``; :func:`main` parses the arguments,
+runs the command inside :func:`run_command`, which turns every failure into one line on stderr
+and a non-zero exit code (never a traceback; ``-v`` adds it for bug reports). Checks that can
+fail without doing any work (``--device``, ``--out``, numeric ranges) run before the model is
+loaded, so a typo costs seconds, not a whole run.
+
+Exit codes: 0 success, 1 an unexpected internal error, 2 a bad input (arguments, model, files),
+130 interrupted (Ctrl-C).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
+import re
 import sys
+import traceback
+from typing import Callable
 
 import torch
 
 DEFAULT_MODEL = "circuitscope/ioi"
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], object]]] = {}
+logger = logging.getLogger("circuitscope.cli")
+
+
+class CLIError(Exception):
+    """A failure whose message is already written for the user (exit code 2)."""
+
+
+def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None]):
+    """Register ``fn(args)`` as the subcommand ``name``."""
+    def register(fn):
+        COMMANDS[name] = (help, add_arguments, fn)
+        return fn
+    return register
+
+
+# ----------------------------------------------------------------------------- argument checks
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def check_device(name: str | None) -> str | None:
+    """``name`` if torch can use that device here; otherwise a CLIError saying why."""
+    if name is None:
+        return None
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise CLIError(f"unknown device {name!r}; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CLIError(f"--device {name}: no CUDA GPU is available here (torch {torch.__version__}); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise CLIError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise CLIError(f"--device {name}: Apple MPS is not available here; use --device cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise CLIError(f"--device {name}: circuitscope runs on cpu, cuda or mps")
+    return name
+
+
+def check_out(path: str | None) -> None:
+    if path is not None:
+        from circuitscope.io import check_writable
+
+        try:
+            check_writable(path)
+        except OSError as err:
+            raise CLIError(f"--out: {err}") from None
+
+
+# ----------------------------------------------------------------------------- commands
 
 
 def _table(rows: list[tuple], header: tuple) -> str:
@@ -17,55 +103,55 @@ def _table(rows: list[tuple], header: tuple) -> str:
     return "\n".join([fmt.format(*header), fmt.format(*("-" * w for w in widths))] + [fmt.format(*r) for r in rows])
 
 
+def _demo_arguments(d: argparse.ArgumentParser) -> None:
+    d.add_argument("--model", default=DEFAULT_MODEL, help="organism, local HF folder or hub name")
+    d.add_argument("--prompts", type=positive_int, default=100, help="number of IOI prompts")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--top", type=positive_int, default=10, help="heads to list (at least 1)")
+    d.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: where the model loads)")
+    d.add_argument("--out", default=None, help="also write the results as JSON here (checked before the run)")
+    d.add_argument("--max-memory-mb", type=positive_float, default=256,
+                   help="memory budget in MiB for one batch's activations (default 256); batches are sized to fit")
+    d.add_argument("--batch-size", type=positive_int, default=None, help="prompts per batch (default: from the budget)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar (it is drawn only on a terminal anyway)")
+
+
+@command("demo", "IOI analysis: logit diffs, logit lens, head attribution", _demo_arguments)
 def demo(args: argparse.Namespace) -> dict:
-    with torch.no_grad():
-        return _demo(args)
-
-
-def _demo(args: argparse.Namespace) -> dict:
+    """Load the model, build the IOI task, measure it in memory-bounded batches and report."""
     from circuitscope import HookedTransformer
-    from circuitscope.analysis import head_attribution, logit_lens
     from circuitscope.tasks import ioi_task
+    from circuitscope.tasks.summary import summarize_task
     from circuitscope.utils import test_prompt
 
-    model = HookedTransformer.from_pretrained(args.model, device=args.device)
+    device = check_device(args.device)
+    check_out(args.out)
+    model = HookedTransformer.from_pretrained(args.model, device=device)
     print(model)
     task = ioi_task(model, N=args.prompts, seed=args.seed)
     example = task.prompts[0]
     answer = model.to_string(int(task.answer_tokens[0, 0]))
     print(f"\nExample prompt: {example!r} -> expected {answer!r}")
-    print(test_prompt(example, answer, model, top_k=5, prepend_space_to_answer=False))
+    with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):  # test_prompt may print too; show it once
+        shown = test_prompt(example, answer, model, top_k=5, prepend_space_to_answer=False)
+    print(shown)
 
-    clean_logits, cache = model.run_with_cache(task.clean_tokens)
-    corrupted_logits = model(task.corrupted_tokens)
-    per_prompt = task.logit_diff(clean_logits, per_prompt=True)
-    clean_ld = per_prompt.mean().item()
-    corrupted_ld = task.logit_diff(corrupted_logits, corrupted=True).item()
-    accuracy = (per_prompt > 0).float().mean().item()
-    print(f"\nIOI task: {len(task)} prompts (held-out templates), corruption ABB->XYZ, BAB->XYZ")
-    print(f"  clean logit diff (IO - S):     {clean_ld:7.3f}")
-    print(f"  corrupted logit diff:          {corrupted_ld:7.3f}")
-    print(f"  IO ranked above S:             {accuracy:7.1%}")
-
-    lens_result = logit_lens(model, cache, task, ci=False)
-    lens, labels = lens_result.values, lens_result.labels[0]
+    m = summarize_task(model, task, max_memory_mb=args.max_memory_mb, batch_size=args.batch_size,
+                    progress=None if not args.no_progress else False)
+    print(f"\nIOI task: {len(task)} prompts (held-out templates), corruption ABB->XYZ, BAB->XYZ"
+          f" ({m.n_batches} batch{'es' if m.n_batches > 1 else ''} of up to {m.batch_size})")
+    print(f"  clean logit diff (IO - S):     {m.clean_logit_diff:7.3f}")
+    print(f"  corrupted logit diff:          {m.corrupted_logit_diff:7.3f}")
+    print(f"  IO ranked above S:             {m.io_over_s:7.1%}")
     print("\nLogit lens (logit diff read from the residual stream after each layer):")
-    print(_table([(lab, f"{v:.3f}") for lab, v in zip(labels, lens.tolist())], ("residual", "logit diff")))
+    print(_table([(lab, f"{v:.3f}") for lab, v in zip(m.lens_labels, m.logit_lens.tolist())], ("residual", "logit diff")))
 
-    heads = head_attribution(model, cache, task, ci=False).values
+    heads = m.head_attribution
     order = heads.flatten().abs().argsort(descending=True)[: args.top]
-    rows = []
-    for idx in order.tolist():
-        layer, head = divmod(idx, model.cfg.n_heads)
-        rows.append((f"L{layer}H{head}", f"{heads[layer, head].item():+.3f}"))
-    print(f"\nTop {args.top} heads by direct logit attribution (positive: pushes IO over S):")
+    rows = [(f"L{i // model.cfg.n_heads}H{i % model.cfg.n_heads}", f"{heads.flatten()[i].item():+.3f}") for i in order.tolist()]
+    print(f"\nTop {len(rows)} heads by direct logit attribution (positive: pushes IO over S):")
     print(_table(rows, ("head", "logit diff")))
-    result = {
-        "model": args.model, "prompts": len(task), "clean_logit_diff": clean_ld,
-        "corrupted_logit_diff": corrupted_ld, "io_over_s": accuracy,
-        "logit_lens": dict(zip(labels, lens.tolist())),
-        "head_attribution": heads.tolist(),
-    }
+    result = {"model": args.model, **m.to_dict()}
     if args.out:
         from circuitscope.io import write_json_atomic
 
@@ -73,33 +159,63 @@ def _demo(args: argparse.Namespace) -> dict:
     return result
 
 
+# ----------------------------------------------------------------------------- entry point
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (with a pointer to --help) instead of the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="circuitscope", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    parser = _Parser(prog="circuitscope", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level; show tracebacks")
     sub = parser.add_subparsers(dest="command")
-    d = sub.add_parser("demo", help="IOI analysis: logit diffs, logit lens, head attribution")
-    d.add_argument("--model", default=DEFAULT_MODEL, help="organism, local HF folder or hub name")
-    d.add_argument("--prompts", type=int, default=100, help="number of IOI prompts")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--top", type=int, default=10, help="heads to list")
-    d.add_argument("--device", default=None)
-    d.add_argument("--out", default=None, help="also write the results as JSON here")
-    d.set_defaults(func=demo)
+    for name, (help, add_arguments, fn) in COMMANDS.items():
+        p = sub.add_parser(name, help=help)
+        add_arguments(p)
+        p.set_defaults(func=fn)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.command is None:
-        args = parser.parse_args(["demo", *(argv or sys.argv[1:])])
+def _one_line(err: BaseException) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # some libraries colour their messages
+    text = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    if isinstance(err, KeyError) and len(err.args) == 1:
+        text = str(err.args[0])
+    return text or type(err).__name__
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run ``args.func(args)``; a failure becomes one line on stderr and an exit code."""
     try:
         args.func(args)
-    except (ValueError, OSError, KeyError) as err:
-        print(f"circuitscope: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("circuitscope: interrupted", file=sys.stderr)
+        return 130
+    except (CLIError, ValueError, TypeError, KeyError, OSError, ImportError) as err:
+        if getattr(args, "verbose", False):
+            traceback.print_exc()
+        print(f"circuitscope: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except Exception as err:  # noqa: BLE001 - the CLI's promise: no traceback unless asked for
+        if getattr(args, "verbose", False):
+            traceback.print_exc()
+        print(f"circuitscope: error: {type(err).__name__}: {_one_line(err)} (rerun with -v for details)", file=sys.stderr)
+        return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not any(a in COMMANDS for a in argv) and not any(a in ("-h", "--help") for a in argv):
+        argv = [*[a for a in argv if a in ("-v", "--verbose")], "demo", *[a for a in argv if a not in ("-v", "--verbose")]]
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return run_command(args)
 
 
 if __name__ == "__main__":
