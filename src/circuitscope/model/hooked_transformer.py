@@ -88,9 +88,14 @@ class HookedTransformer(TokenAPI, WeightViews, HookedRootModule):
 
         ``input`` is text, a list of texts, tokens ``[batch, pos]``, or — with ``start_at_layer=L`` —
         the residual stream ``[batch, pos, d_model]`` entering block L. ``stop_at_layer=L`` returns
-        the residual stream entering block L instead of logits. ``attention_mask`` ``[batch, pos]``
-        (1 = real token) is only needed for left-padded batches; ``tokens`` lets a run that starts
-        mid-model still compute the loss. ``logit_positions`` ``[batch]`` (one position per prompt,
+        the residual stream entering block L instead of logits; negative L counts from the end, as
+        in Python and TransformerLens (``stop_at_layer=-1``: every block but the last).
+
+        Padding: ``attention_mask`` ``[batch, pos]`` (1 = real token) is rarely needed. Tokens from
+        ``to_tokens`` carry their mask, and other token tensors have leading pad tokens read as
+        left padding (see :mod:`circuitscope.model.masking`). Right padding runs the plain causal
+        mask (real positions are exact); the loss never scores padding. ``tokens`` lets a run that
+        starts mid-model still compute the loss. ``logit_positions`` ``[batch]`` (one position per prompt,
         e.g. a task's ``answer_pos``) unembeds only there and returns logits ``[batch, d_vocab]``:
         the unembedding is the largest matrix in small models, and a metric rarely reads more.
         """
