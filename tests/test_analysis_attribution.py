@@ -74,8 +74,10 @@ def test_cache_and_task_give_the_same_numbers(model, task):
         from_task = fn(model, task, ci=False, batch_size=5)  # five batches of uneven widths
         assert from_cache.labels == from_task.labels
         torch.testing.assert_close(from_cache.per_prompt, from_task.per_prompt, atol=1e-4, rtol=1e-4)
-    tiny_budget = head_attribution(model, task, ci=False, max_memory_mb=0.01)  # one prompt per batch
-    torch.testing.assert_close(tiny_budget.per_prompt, head_attribution(model, cache, task, ci=False).per_prompt, atol=1e-4, rtol=1e-4)
+    few = task.subset(slice(0, 6))
+    tiny_budget = head_attribution(model, few, ci=False, max_memory_mb=0.01)  # one prompt per batch
+    whole = head_attribution(model, cache, task, ci=False).per_prompt[:6]
+    torch.testing.assert_close(tiny_budget.per_prompt, whole, atol=1e-4, rtol=1e-4)
 
 
 def test_logit_lens_mid_points(model, task):

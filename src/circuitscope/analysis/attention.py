@@ -45,7 +45,8 @@ def attention_per_prompt(
         pattern = cache[f"blocks.{layer}.attn.hook_pattern"]  # [prompt, head, q, k]
         from_query = pattern[rows.to(pattern.device), :, q.to(pattern.device)]  # [prompt, head, k]
         ks = torch.stack([task.positions[k].to(pattern.device) for k in keys], dim=1)  # [prompt, key]
-        out.append(from_query.gather(2, ks[:, None, :].expand(-1, pattern.shape[1], -1)).transpose(1, 2))  # [prompt, key, head]
+        picked = from_query.gather(2, ks[:, None, :].expand(-1, pattern.shape[1], -1))  # [prompt, head, key]
+        out.append(picked.transpose(1, 2))  # [prompt, key, head]
     return torch.stack(out, dim=2).float()  # [prompt, key, layer, head]
 
 
@@ -68,7 +69,11 @@ def attention_between(
             model, task, _pattern_names(model),
             lambda c, t, _: attention_per_prompt(model, c, t, query, keys), max_memory_mb, batch_size,
         )
-    labels = [[f"{query}->{k}" for k in keys], [f"L{i}" for i in range(model.cfg.n_layers)], [f"H{i}" for i in range(model.cfg.n_heads)]]
+    labels = [
+        [f"{query}->{k}" for k in keys],
+        [f"L{i}" for i in range(model.cfg.n_layers)],
+        [f"H{i}" for i in range(model.cfg.n_heads)],
+    ]
     meta = {"query": query, "keys": list(keys), "task": task.name}
     return summarize(per_prompt, ("key", "layer", "head"), labels, title=f"Attention from {query}", meta=meta, ci=ci)
 

@@ -107,7 +107,9 @@ def _names(model, kind: str, incl_mid: bool) -> list[str]:
     return [k for k in model.hook_dict if k in wanted or k.endswith(suffixes)]
 
 
-def _attribute(model, source, task, kind, ci, incl_mid=False, max_memory_mb=DEFAULT_MEMORY_MB, batch_size=None) -> Result:
+def _attribute(
+    model, source, task, kind, ci, incl_mid=False, max_memory_mb=DEFAULT_MEMORY_MB, batch_size=None
+) -> Result:
     cache, task = resolve_source(source, task)
     if cache is not None:
         per_prompt, labels = dla_per_prompt(model, cache, task, kind, incl_mid)

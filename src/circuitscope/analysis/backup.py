@@ -83,4 +83,5 @@ def backup_heads(
         "positions": positions if positions is None or isinstance(positions, str) else list(positions),
         "logit_diff_before": float(ld_before.mean()), "logit_diff_after": float(ld_after.mean()),
     }
-    return summarize(per_prompt, ("which", "layer", "head"), labels, title="Backup heads: DLA before / after ablation", meta=meta, ci=ci)
+    title = "Backup heads: DLA before / after ablation"
+    return summarize(per_prompt, ("which", "layer", "head"), labels, title=title, meta=meta, ci=ci)

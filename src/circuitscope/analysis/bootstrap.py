@@ -23,7 +23,9 @@ import torch
 from circuitscope.analysis._typing import Float, Tensor
 from circuitscope.results import Result
 
-__all__ = ["Bootstrap", "as_bootstrap", "resample_counts", "bootstrap_means", "percentile_interval", "bootstrap_ci", "summarize"]
+__all__ = [
+    "Bootstrap", "as_bootstrap", "resample_counts", "bootstrap_means", "percentile_interval", "bootstrap_ci", "summarize",
+]
 
 _MAX_ELEMENTS = 1 << 25  # resampled means held at once ([resample, entries]); larger -> chunks
 

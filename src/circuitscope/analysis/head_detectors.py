@@ -65,12 +65,13 @@ def detector_scores_per_prompt(
     ).to(patterns)  # [batch, kind, q, k]
     batch, n_layers, n_heads, n_q, n_k = patterns.shape
     flat = patterns.reshape(batch, n_layers * n_heads, n_q * n_k)  # [batch, layer*head, q*k]
-    scores = torch.bmm(weights.reshape(batch, len(kinds), n_q * n_k), flat.transpose(1, 2))  # [batch, kind, layer*head]
+    scores = torch.bmm(weights.reshape(batch, len(kinds), n_q * n_k), flat.transpose(1, 2))  # [batch, kind, l*h]
     return scores.reshape(batch, len(kinds), n_layers, n_heads)
 
 
 def _patterns(cache: ActivationCache, n_layers: int) -> torch.Tensor:
-    return torch.stack([cache[f"blocks.{l}.attn.hook_pattern"] for l in range(n_layers)], dim=1)  # [batch, layer, head, q, k]
+    patterns = [cache[f"blocks.{l}.attn.hook_pattern"] for l in range(n_layers)]  # each [batch, head, q, k]
+    return torch.stack(patterns, dim=1)  # [batch, layer, head, q, k]
 
 
 def _run(model, tokens, valid, kinds, max_memory_mb, batch_size) -> torch.Tensor:
@@ -104,6 +105,8 @@ def detect_heads(
 ) -> dict[str, Result]:
     """Previous-token, duplicate-token and induction scores of every head: ``{kind: [layer, head]}``.
 
+    Without a generator the random tokens come from ``torch.Generator().manual_seed(0)``.
+
     ``source``: None (``n_prompts`` repeated random sequences of ``seq_len`` tokens drawn with
     ``generator``, a seeded ``torch.Generator``), a token batch ``[prompt, pos]``, a Task (its clean
     prompts; padding is ignored), or a cache of attention patterns plus ``tokens=`` (or ``task=``)
@@ -113,35 +116,38 @@ def detect_heads(
     for k in kinds:
         if k not in DETECTORS:
             raise ValueError(f"unknown detector {k!r}; choose from {DETECTORS}")
-    valid, data = None, "given prompts"
+    data = "given prompts"
+    if isinstance(source, Task) or (task is not None and not isinstance(source, ActivationCache)):
+        task = source if isinstance(source, Task) else task
+    valid = None
+    if task is not None:
+        tokens = task.clean_tokens
+        valid = torch.arange(tokens.shape[1], device=tokens.device)[None] <= task.answer_pos[:, None]  # [prompt, pos]
+    elif isinstance(source, torch.Tensor):
+        tokens = source
+    elif source is None and tokens is None:
+        generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        tokens = repeated_random_tokens(model, n_prompts, seq_len, generator)
+        data = f"repeated random tokens: {n_prompts} x [BOS] A A, len(A) = {seq_len}"
+    elif source is not None and not isinstance(source, ActivationCache):
+        raise TypeError(f"source must be None, tokens, a Task or an ActivationCache, got {type(source).__name__}")
+
     if isinstance(source, ActivationCache):
-        if task is not None:
-            tokens = task.clean_tokens
-            valid = torch.arange(tokens.shape[1], device=tokens.device)[None] <= task.answer_pos[:, None]
         if tokens is None and set(kinds) != {"previous_token"}:
             raise ValueError("scoring a cache needs the tokens it was run on: pass tokens=... or task=...")
-        patterns = _patterns(source, model.cfg.n_layers)  # [batch, layer, head, q, k]
-        if tokens is not None:
-            tokens, valid = tokens[:, : patterns.shape[-1]], None if valid is None else valid[:, : patterns.shape[-1]]
+        patterns = _patterns(source, model.cfg.n_layers)  # [prompt, layer, head, q, k]
+        width = patterns.shape[-1]
+        tokens = None if tokens is None else tokens[:, :width]
+        valid = None if valid is None else valid[:, :width]
         per_prompt = detector_scores_per_prompt(patterns, tokens, valid, kinds)
     else:
-        if isinstance(source, Task) or task is not None:
-            task = source if isinstance(source, Task) else task
-            tokens = task.clean_tokens
-            valid = torch.arange(tokens.shape[1], device=tokens.device)[None] <= task.answer_pos[:, None]
-        elif isinstance(source, torch.Tensor):
-            tokens = source
-        elif source is None and tokens is None:
-            generator = generator if generator is not None else torch.Generator().manual_seed(0)
-            tokens = repeated_random_tokens(model, n_prompts, seq_len, generator)
-            data = f"repeated random tokens: {n_prompts} x [BOS] A A, len(A) = {seq_len}"
-        elif source is not None:
-            raise TypeError(f"source must be None, tokens, a Task or an ActivationCache, got {type(source).__name__}")
-        per_prompt = _run(model, tokens, valid, kinds, max_memory_mb, batch_size)
+        per_prompt = _run(model, tokens, valid, kinds, max_memory_mb, batch_size)  # [prompt, kind, layer, head]
     both = summarize(per_prompt, ("kind", "layer", "head"), ci=ci)  # one bootstrap draw shared by every kind
     out = {}
     for i, k in enumerate(kinds):
         interval = None if both.ci is None else (both.ci[0][i], both.ci[1][i])
         meta = {**both.meta, "detector": k, "data": data}
-        out[k] = Result(both.values[i], ("layer", "head"), None, _TITLES[k], meta, ci=interval, per_prompt=per_prompt[:, i])
+        out[k] = Result(
+            both.values[i], ("layer", "head"), None, _TITLES[k], meta, ci=interval, per_prompt=per_prompt[:, i]
+        )
     return out

@@ -19,30 +19,33 @@ import torch
 from circuitscope.cache import ActivationCache
 from circuitscope.tasks.task import Task
 
-__all__ = ["Source", "resolve_source", "hook_names", "prompts_per_batch", "run_batches"]
+__all__ = ["Source", "DEFAULT_MEMORY_MB", "resolve_source", "prompts_per_batch", "run_batches", "concat"]
 
 Source = Union[ActivationCache, Task]
 DEFAULT_MEMORY_MB = 1024
 
 
-def resolve_source(source: Any, task: Optional[Task], needs_task: bool = True) -> tuple[Optional[ActivationCache], Optional[Task]]:
-    """Split ``source`` into ``(cache or None, task)``; a Task can come as ``source`` or ``task``."""
+def resolve_source(source: Any, task: Optional[Task]) -> tuple[Optional[ActivationCache], Task]:
+    """Split ``source`` into ``(cache or None, task)``; a Task can come as ``source`` or ``task=``."""
     if isinstance(source, Task):
         if task is not None and task is not source:
             raise ValueError("got a Task as the source and another as task=; pass one")
         return None, source
     if isinstance(source, ActivationCache):
-        if task is None and needs_task:
-            raise ValueError("analysing a cache needs the task it was run on (task=...), for its answers and positions")
-        if task is not None and source.has_batch_dim:
-            n = _cache_batch(source)
-            if n is not None and n != len(task):
-                raise ValueError(f"the cache holds {n} prompts but the task has {len(task)}; run the cache on task.clean_tokens")
+        if task is None:
+            raise ValueError(
+                "analysing a cache needs the task it was run on (task=...), for its answers and positions"
+            )
+        n = _cache_batch(source) if source.has_batch_dim else None
+        if n is not None and n != len(task):
+            raise ValueError(
+                f"the cache holds {n} prompts but the task has {len(task)}; run the cache on task.clean_tokens"
+            )
         return source, task
-    if source is None:
-        if task is None and needs_task:
-            raise ValueError("pass a Task (or an ActivationCache plus task=...)")
+    if source is None and task is not None:
         return None, task
+    if source is None:
+        raise ValueError("pass a Task (or an ActivationCache plus task=...)")
     raise TypeError(f"source must be an ActivationCache or a Task, got {type(source).__name__}")
 
 
@@ -50,11 +53,6 @@ def _cache_batch(cache: ActivationCache) -> Optional[int]:
     for value in cache.values():
         return int(value.shape[0])
     return None
-
-
-def hook_names(model, suffixes: Sequence[str]) -> list[str]:
-    """The model's hook names that end in one of ``suffixes`` (e.g. ``"attn.hook_z"``)."""
-    return [name for name in model.hook_dict if name.endswith(tuple(suffixes))]
 
 
 def _floats_per_prompt(model, name: str, n_pos: int) -> int:
@@ -69,10 +67,17 @@ def _floats_per_prompt(model, name: str, n_pos: int) -> int:
 
 
 def prompts_per_batch(model, names: Sequence[str], n_pos: int, max_memory_mb: float = DEFAULT_MEMORY_MB) -> int:
-    """How many prompts of ``n_pos`` tokens fit in the budget when ``names`` are cached (>= 1)."""
-    floats = sum(_floats_per_prompt(model, n, n_pos) for n in names) + 4 * n_pos * model.cfg.d_model  # + working room
-    per_prompt = 4 * max(1, floats)
-    return max(1, int(max_memory_mb * 2**20 // per_prompt))
+    """How many prompts of ``n_pos`` tokens fit in the budget when ``names`` are cached (>= 1).
+
+    Counts the cached activations plus one layer's working set of the forward pass (a few
+    residual-width tensors, the MLP's hidden layer, one attention pattern).
+    """
+    if not max_memory_mb > 0:
+        raise ValueError(f"max_memory_mb must be positive, got {max_memory_mb}")
+    cfg = model.cfg
+    working = n_pos * (4 * cfg.d_model + (getattr(cfg, "d_mlp", None) or 0)) + cfg.n_heads * n_pos * n_pos
+    floats = sum(_floats_per_prompt(model, n, n_pos) for n in names) + working
+    return max(1, int(max_memory_mb * 2**20 // (4 * max(1, floats))))
 
 
 def run_batches(
