@@ -173,3 +173,29 @@ def test_induction_default_pool_unchanged_for_usual_seeds(tiny_tokenizer):
     a = pool[torch.randint(len(pool), (8, 20), generator=gen)]
     assert (a[:, 0] != a[:, -1]).all()
     assert torch.equal(induction_task(tiny_tokenizer, seed=0).clean_tokens[:, 1:21], a)
+
+
+# ------------------------------------------------------------------ Task and metric inputs
+
+
+def test_task_refuses_float_tokens_and_answer_positions_outside_the_batch():
+    clean = torch.tensor([[0, 5, 6, 7], [0, 8, 9, 0]])
+    answers = torch.tensor([[1, 2], [3, 4]])
+    with pytest.raises(TypeError, match="answer_tokens must hold integers"):
+        Task(clean, clean, answers.float(), torch.tensor([3, 2]))
+    with pytest.raises(TypeError, match="clean_tokens must hold integers"):
+        Task(clean.float(), clean.float(), answers, torch.tensor([3, 2]))
+    with pytest.raises(ValueError, match=r"answer_pos must lie in \[0, 4\)"):
+        Task(clean, clean, answers, torch.tensor([4, 2]))
+    with pytest.raises(ValueError, match=r"answer_pos must lie in \[0, 4\)"):
+        Task(clean, clean, answers, torch.tensor([-1, 2]))
+
+
+def test_metrics_refuse_negative_positions_and_float_answers():
+    from circuitscope.tasks import logit_diff
+
+    logits = torch.randn(2, 4, 10)
+    with pytest.raises(ValueError, match="answer position -1 is negative"):
+        logit_diff(logits, torch.tensor([[1, 2], [3, 4]]), torch.tensor([-1, 2]))
+    with pytest.raises(TypeError, match="answer_tokens must be integer token ids"):
+        logit_diff(logits, torch.tensor([[1.7, 2.0], [3.0, 4.0]]), torch.tensor([3, 2]))

@@ -54,6 +54,11 @@ def logits_at(logits: torch.Tensor, pos: torch.Tensor | int | None = None) -> to
     pos = torch.as_tensor(pos, device=logits.device, dtype=torch.long)
     if tuple(pos.shape) != (logits.shape[0],):
         raise ValueError(f"positions must be [batch] = [{logits.shape[0]}], got shape {tuple(pos.shape)}")
+    if int(pos.min()) < 0:
+        raise ValueError(
+            f"answer position {int(pos.min())} is negative; per-prompt positions count from the "
+            "start (a negative one would silently read from the end, often from padding)"
+        )
     if int(pos.max()) >= logits.shape[1]:
         raise ValueError(
             f"answer position {int(pos.max())} is beyond the logits' {logits.shape[1]} positions; "
@@ -74,7 +79,10 @@ def logit_diff(
     Returns the mean over prompts (a scalar), or ``[batch]`` with ``per_prompt=True``.
     """
     final = logits_at(logits, answer_pos)  # [batch, vocab]
-    answers = torch.as_tensor(answer_tokens, device=final.device, dtype=torch.long)
+    answers = torch.as_tensor(answer_tokens, device=final.device)
+    if answers.is_floating_point() or answers.dtype == torch.bool:
+        raise TypeError(f"answer_tokens must be integer token ids, got dtype {answers.dtype}")
+    answers = answers.long()
     if answers.ndim == 1:
         answers = answers.expand(final.shape[0], 2)
     if answers.ndim != 2 or answers.shape[1] != 2 or answers.shape[0] != final.shape[0]:

@@ -109,6 +109,13 @@ class Task:
             raise ValueError(f"answer_tokens must be [batch, 2] = [{b}, 2], got {tuple(self.answer_tokens.shape)}")
         if tuple(self.answer_pos.shape) != (b,):
             raise ValueError(f"answer_pos must be [batch] = [{b}], got {tuple(self.answer_pos.shape)}")
+        for label, t in (("clean_tokens", self.clean_tokens), ("corrupted_tokens", self.corrupted_tokens),
+                         ("answer_tokens", self.answer_tokens), ("answer_pos", self.answer_pos)):
+            if t.is_floating_point() or t.dtype == torch.bool:
+                raise TypeError(f"{label} must hold integers (token ids / positions), got dtype {t.dtype}")
+        width = self.clean_tokens.shape[1]
+        if b and (int(self.answer_pos.min()) < 0 or int(self.answer_pos.max()) >= width):
+            raise ValueError(f"answer_pos must lie in [0, {width}) (the batch's width), got {self.answer_pos.tolist()[:8]}")
         if self.corrupted_answer_pos is None:
             self.corrupted_answer_pos = self.answer_pos.clone()
         self.positions = dict(self.positions)
