@@ -10,6 +10,7 @@ from circuitscope.analysis.bootstrap import (
     percentile_interval,
     resample_counts,
     summarize,
+    with_ci,
 )
 
 
@@ -93,3 +94,16 @@ def test_bad_settings_are_refused():
         bootstrap_means(torch.zeros(0, 3))
     with pytest.raises(TypeError):
         summarize(torch.zeros(3, 2), ("a",), ci="yes")
+
+
+def test_with_ci_adds_an_interval_to_any_per_prompt_result():
+    from circuitscope.patching import PatchResult
+
+    per_prompt = torch.randn(50, 3, 4, generator=torch.Generator().manual_seed(0)) + 2.0
+    plain = PatchResult(per_prompt.mean(0), ("layer", "pos"), meta={"what": "resid_pre"}, per_prompt=per_prompt)
+    assert plain.ci is None
+    out = with_ci(plain, Bootstrap(n_resamples=400, seed=3))
+    assert type(out) is PatchResult and out.what == "resid_pre" and torch.equal(out.values, plain.values)
+    assert (out.ci[0] < out.values).all() and (out.values < out.ci[1]).all()
+    with pytest.raises(ValueError, match="per_prompt"):
+        with_ci(PatchResult(per_prompt.mean(0), ("layer", "pos")))

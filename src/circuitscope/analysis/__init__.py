@@ -19,7 +19,14 @@ from circuitscope.analysis.attribution import (
     logit_lens,
 )
 from circuitscope.analysis.backup import backup_heads
-from circuitscope.analysis.bootstrap import Bootstrap, bootstrap_ci, bootstrap_means, percentile_interval, summarize
+from circuitscope.analysis.bootstrap import (
+    Bootstrap,
+    bootstrap_ci,
+    bootstrap_means,
+    percentile_interval,
+    summarize,
+    with_ci,
+)
 from circuitscope.analysis.detectors import (
     DETECTORS,
     detector_score,
@@ -39,5 +46,5 @@ __all__ = [
     "previous_token_score", "duplicate_token_score", "induction_score",
     "attention_between", "attention_per_prompt", "attention_vs_effect", "HeadScatter",
     "backup_heads",
-    "Bootstrap", "bootstrap_ci", "bootstrap_means", "percentile_interval", "summarize",
+    "Bootstrap", "bootstrap_ci", "bootstrap_means", "percentile_interval", "summarize", "with_ci",
 ]

@@ -47,6 +47,8 @@ def backup_heads(
     ``reference`` (the batch means / resamples come from) defaults to ``task.corrupted_tokens``;
     ``positions``: None (every position), a list of positions, or a ``task.positions`` label such as
     ``"end"`` (each prompt's own position). ``meta`` records the logit difference before and after.
+    Other options go to ``ablated``; per-prompt ones (``target_groups``) need ``batch_size=len(task)``,
+    and ``"resample"`` pairs prompts within each batch.
     """
     from circuitscope.patching import ablated
 

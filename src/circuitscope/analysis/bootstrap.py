@@ -24,7 +24,8 @@ from circuitscope.analysis._typing import Float, Tensor
 from circuitscope.results import Result
 
 __all__ = [
-    "Bootstrap", "as_bootstrap", "resample_counts", "bootstrap_means", "percentile_interval", "bootstrap_ci", "summarize",
+    "Bootstrap", "as_bootstrap", "resample_counts", "bootstrap_means", "percentile_interval",
+    "bootstrap_ci", "summarize", "with_ci",
 ]
 
 _MAX_ELEMENTS = 1 << 25  # resampled means held at once ([resample, entries]); larger -> chunks
@@ -133,6 +134,15 @@ def bootstrap_ci(
     return percentile_interval(bootstrap_means(per_prompt, n_resamples, spec.make_generator()), confidence)
 
 
+def _interval(per_prompt: torch.Tensor, ci: CI, meta: dict[str, Any]) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+    """The interval ``ci`` asks for (None for none), noting the method in ``meta``."""
+    spec = as_bootstrap(ci)
+    if spec is None:
+        return None
+    meta["ci"] = spec.describe()
+    return percentile_interval(bootstrap_means(per_prompt, spec.n_resamples, spec.make_generator()), spec.confidence)
+
+
 def summarize(
     per_prompt: Float[Tensor, "prompt *entry"],
     axes: Sequence[str],
@@ -147,10 +157,20 @@ def summarize(
     per_prompt = per_prompt.detach().float()
     values = per_prompt.nanmean(0) if per_prompt.isnan().any() else per_prompt.mean(0)
     meta = {"n_prompts": int(per_prompt.shape[0]), **(meta or {})}
-    interval = None
-    spec = as_bootstrap(ci)
-    if spec is not None:
-        samples = bootstrap_means(per_prompt, spec.n_resamples, spec.make_generator())
-        interval = percentile_interval(samples, spec.confidence)
-        meta["ci"] = spec.describe()
+    interval = _interval(per_prompt, ci, meta)
     return result_type(values, axes, labels, title, meta, ci=interval, per_prompt=per_prompt)
+
+
+def with_ci(result: Result, ci: CI = True) -> Result:
+    """A copy of ``result`` (same class) with the bootstrap interval of the mean of its
+    ``.per_prompt`` (``[prompt, *values.shape]``), e.g. for a patching result run per prompt."""
+    if result.per_prompt is None:
+        raise ValueError("this result has no per_prompt scores to bootstrap; compute it per prompt first")
+    per_prompt = torch.as_tensor(result.per_prompt).detach().float()
+    if tuple(per_prompt.shape[1:]) != tuple(result.values.shape):
+        raise ValueError(f"per_prompt {tuple(per_prompt.shape)} must be [prompt, *{tuple(result.values.shape)}]")
+    meta = dict(result.meta)
+    interval = _interval(per_prompt, ci, meta)
+    return type(result)(
+        result.values, result.axes, result.labels, result.title, meta, ci=interval, per_prompt=per_prompt
+    )
