@@ -173,6 +173,8 @@ def test_metric_and_clear_errors(model, toks):
         ablate(model, tokens, heads=HEADS, method="resample", reference=reference[:1])
     with pytest.raises(ValueError, match="one position per prompt"):
         ablate(model, tokens, heads=HEADS, method="zero", positions=torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="nothing to ablate"):
+        ablate(model, tokens, method="zero")
     assert not any(hp.fwd_hooks for hp in model.hook_dict.values())
 
 

@@ -129,12 +129,21 @@ def test_approximation_tracks_exact_sweep_of_heads_by_position():
     assert approx.meta["clean_baseline"] == pytest.approx(metric.clean_baseline, rel=1e-5)
 
 
-def test_default_metric_readout_matches_plain_callable():
+@pytest.mark.parametrize("span", [None, (2, 6)])
+@pytest.mark.parametrize("method,direction", [("ig", "denoise"), ("linear", "noise")])
+def test_default_metric_matches_plain_callable(span, method, direction):
+    # The default metric is calibrated from the runs attribution makes and read at the answer rows
+    # only; a plain callable gets full logits. Same numbers either way (span: induction's metric).
     model, task = make_model(seed=3), make_task(seed=3)
+    task.span = span
     plain = task.patching_metric(model)
-    fast = attribution_sweep(model, task, "z", "pos", "ig", steps=3)
-    slow = attribution_sweep(model, task, "z", "pos", "ig", steps=3, metric=lambda logits: plain(logits))
+    fast = attribution_sweep(model, task, "z", "pos", method, steps=3, direction=direction)
+    slow = attribution_sweep(model, task, "z", "pos", method, steps=3, direction=direction,
+                             metric=lambda logits: plain(logits))
     torch.testing.assert_close(fast.values, slow.values, atol=1e-5, rtol=1e-5)
+    declared = attribution_sweep(model, task, "z", "pos", method, steps=3, direction=direction, metric=plain)
+    torch.testing.assert_close(declared.values, slow.values, atol=1e-5, rtol=1e-5)  # via its readout
+    assert fast.meta["corrupted_baseline"] == pytest.approx(plain.corrupted_baseline, rel=1e-5)
 
 
 def test_no_hooks_left_after_errors_and_clear_errors(linear_case):

@@ -21,15 +21,16 @@ from typing import Callable, Iterator, Optional, Sequence, Union
 
 import torch
 
+from circuitscope.analysis._typing import Bool, Float, Int, Tensor
 from circuitscope.results import Result
 
-__all__ = ["METHODS", "Ablation", "ablated", "ablate", "backup_heads", "head_dla"]
+__all__ = ["METHODS", "Ablation", "ablated", "ablate", "backup_heads"]
 
 METHODS = ("zero", "mean", "resample")
-Positions = Union[None, int, Sequence[int], torch.Tensor]
+Positions = Union[None, int, Sequence[int], Int[Tensor, "batch"]]
 
 
-def _position_mask(positions: Positions, batch: int, n_pos: int, device) -> torch.Tensor:
+def _position_mask(positions: Positions, batch: int, n_pos: int, device) -> Bool[Tensor, "batch pos"]:
     """Bool ``[batch, pos]``: True where the ablation applies (None = every position)."""
     mask = torch.zeros(batch, n_pos, dtype=torch.bool, device=device)
     if positions is None:
@@ -62,10 +63,11 @@ class Ablation:
     """
 
     def __init__(self, model, heads: Sequence[tuple[int, int]] = (), mlps: Sequence[int] = (),
-                 method: str = "mean", reference: Optional[torch.Tensor] = None,
+                 method: str = "mean", reference: Optional[Int[Tensor, "ref_batch pos"]] = None,
                  positions: Positions = None, per_position: bool = False,
-                 groups: Optional[torch.Tensor] = None, target_groups: Optional[torch.Tensor] = None,
-                 reference_mask: Optional[torch.Tensor] = None,
+                 groups: Optional[Int[Tensor, "ref_batch"]] = None,
+                 target_groups: Optional[Int[Tensor, "batch"]] = None,
+                 reference_mask: Optional[Float[Tensor, "ref_batch pos"]] = None,
                  generator: Union[int, torch.Generator] = 0):
         cfg = model.cfg
         if method not in METHODS:
@@ -84,6 +86,8 @@ class Ablation:
         for m in self.mlps:
             if not 0 <= m < cfg.n_layers:
                 raise ValueError(f"MLP {m} is out of range: the model has layers 0..{cfg.n_layers - 1}")
+        if not self.heads and not self.mlps:
+            raise ValueError("nothing to ablate: give heads=[(layer, head), ...] and/or mlps=[layer, ...]")
         self.names = [f"blocks.{l}.attn.hook_z" for l in sorted(self.heads)]
         self.names += [f"blocks.{l}.hook_mlp_out" for l in self.mlps]
         self.groups = None if groups is None else torch.as_tensor(groups, dtype=torch.long)
@@ -132,7 +136,7 @@ class Ablation:
             denom = wg.to(act)[(...,) + (None,) * (act.ndim - 2)].clamp(min=1e-12)
             self.stats[n] = sums / denom  # [group, pos or 1, *component]
 
-    def resample_indices(self, batch: int) -> torch.Tensor:
+    def resample_indices(self, batch: int) -> Int[Tensor, "batch"]:
         """For a batch of ``batch`` prompts, the reference prompt each one copies: ``[batch]``
         (never itself, for ``b`` < reference size). Drawn once per batch size, then reused."""
         if batch not in self._indices:
@@ -143,7 +147,7 @@ class Ablation:
             self._indices[batch] = torch.where(b < R, own + (own >= b).long(), j)
         return self._indices[batch]
 
-    def _replacement(self, name: str, act: torch.Tensor) -> torch.Tensor:
+    def _replacement(self, name: str, act: Float[Tensor, "batch pos *component"]) -> Float[Tensor, "*shape"]:
         """What the ablated entries become, broadcastable to ``act`` ``[batch, pos, *component]``."""
         B, P = act.shape[:2]
         if self.method == "zero":
@@ -183,7 +187,8 @@ class Ablation:
 
 @contextmanager
 def ablated(model, heads: Sequence[tuple[int, int]] = (), mlps: Sequence[int] = (), method: str = "mean",
-            reference: Optional[torch.Tensor] = None, positions: Positions = None, **kwargs) -> Iterator[Ablation]:
+            reference: Optional[Int[Tensor, "ref_batch pos"]] = None, positions: Positions = None,
+            **kwargs) -> Iterator[Ablation]:
     """Inside the block every forward pass of ``model`` runs with the heads / MLPs ablated.
 
     ``positions``: None (all), an int, a list of ints, or a ``[batch]`` tensor (position ``idx[b]``
@@ -197,59 +202,31 @@ def ablated(model, heads: Sequence[tuple[int, int]] = (), mlps: Sequence[int] = 
         yield plan
 
 
-def ablate(model, tokens: torch.Tensor, heads: Sequence[tuple[int, int]] = (), mlps: Sequence[int] = (),
-           method: str = "mean", reference: Optional[torch.Tensor] = None, metric: Optional[Callable] = None,
-           positions: Positions = None, **kwargs):
+def ablate(model, tokens: Int[Tensor, "batch pos"], heads: Sequence[tuple[int, int]] = (),
+           mlps: Sequence[int] = (), method: str = "mean", reference: Optional[Int[Tensor, "ref_batch pos"]] = None,
+           metric: Optional[Callable] = None, positions: Positions = None,
+           **kwargs) -> Union[Float[Tensor, "batch pos d_vocab"], Tensor]:
     """``model(tokens)`` with the ablation applied: logits ``[batch, pos, vocab]``, or ``metric(logits)``."""
     with ablated(model, heads, mlps, method, reference, positions, **kwargs):
         logits = model(tokens)
     return logits if metric is None else metric(logits)
 
 
-def head_dla(model, cache, task) -> torch.Tensor:
-    """Each head's direct logit difference on each prompt at its answer position: ``[prompt, layer, head]``.
-
-    The head's output ``z @ W_O`` is divided by the final norm's cached scale (frozen, so linear)
-    and projected on ``W_U[:, correct] - W_U[:, incorrect]`` (times the norm's weight, if any).
-    """
-    pos = task.answer_pos
-    stack = cache.stack_head_results(layer=-1, pos_slice=pos)  # [layer*head, prompt, d_model]
-    scaled = cache.apply_ln_to_stack(stack, layer=-1, pos_slice=pos)  # [layer*head, prompt, d_model]
-    answers = task.answer_tokens.to(model.W_U.device)  # [prompt, 2]
-    direction = model.W_U.T[answers[:, 0]] - model.W_U.T[answers[:, 1]]  # [prompt, d_model]
-    if getattr(model.ln_final, "w", None) is not None:
-        direction = direction * model.ln_final.w
-    per_prompt = torch.einsum("cpd,pd->pc", scaled, direction.to(scaled))  # [prompt, layer*head]
-    return per_prompt.reshape(-1, model.cfg.n_layers, model.cfg.n_heads)
-
-
 def backup_heads(model, task, knocked_out: Sequence[tuple[int, int]], method: str = "mean",
-                 reference: Optional[torch.Tensor] = None, positions: Union[Positions, str] = None,
+                 reference: Optional[Int[Tensor, "ref_batch pos"]] = None,
+                 positions: Union[None, str, Sequence[int]] = None,
                  **kwargs) -> Result:
     """Direct logit attribution of every head on the clean prompts before and after knocking out
-    ``knocked_out``: heads whose DLA rises afterwards are *backup* heads (seed 000, IOI's backup
-    name movers). Returns one :class:`Result` ``[which, layer, head]`` with ``which`` =
-    ``before, after, difference`` (after - before), means over prompts (``.per_prompt`` holds
-    ``[prompt, which, layer, head]``); the knocked-out heads' own "after" entries are the DLA of
-    their replacement value. ``reference`` defaults to ``task.corrupted_tokens``; ``positions``
-    may name a ``task.positions`` label such as ``"end"``; other options go to :func:`ablated`.
+    ``knocked_out`` (seed 000: heads whose DLA rises afterwards are *backup* heads).
+
+    One :class:`Result` ``[which, layer, head]`` with ``which`` = ``before, after, difference``
+    (after - before; means over prompts, ``.per_prompt`` per prompt, bootstrap ``.ci``). The
+    knocked-out heads' own "after" entries are the DLA of their replacement value. ``reference``
+    defaults to ``task.corrupted_tokens``; ``positions`` may be a ``task.positions`` label such as
+    ``"end"``. Same as :func:`circuitscope.analysis.backup_heads` (which this calls; options such
+    as ``ci=False``, ``batch_size`` and the :class:`Ablation` options pass through).
     """
-    if isinstance(positions, str):
-        positions = task.positions[positions]
-    reference = task.corrupted_tokens if reference is None else reference
-    last = model.cfg.n_layers - 1
-    keep = lambda n: n.endswith("attn.hook_z") or n in ("ln_final.hook_scale", f"blocks.{last}.hook_resid_post")
-    with torch.no_grad():
-        logits, cache = model.run_with_cache(task.clean_tokens, names_filter=keep)
-        before = head_dla(model, cache, task)  # [prompt, layer, head]
-        with ablated(model, knocked_out, (), method, reference, positions, **kwargs):
-            ablated_logits, cache = model.run_with_cache(task.clean_tokens, names_filter=keep)
-        after = head_dla(model, cache, task)  # [prompt, layer, head]
-        meta = {"knocked_out": [list(map(int, h)) for h in knocked_out], "method": method,
-                "logit_diff_before": task.logit_diff(logits).item(),
-                "logit_diff_after": task.logit_diff(ablated_logits).item()}
-    per_prompt = torch.stack([before, after, after - before], dim=1)  # [prompt, which, layer, head]
-    labels = [["before", "after", "difference"], [f"L{l}" for l in range(model.cfg.n_layers)],
-              [f"H{h}" for h in range(model.cfg.n_heads)]]
-    return Result(per_prompt.mean(0), ("which", "layer", "head"), labels, title="backup heads (DLA)",
-                  meta=meta, per_prompt=per_prompt)
+    from circuitscope.analysis.backup import backup_heads as analysis_backup_heads
+
+    return analysis_backup_heads(model, task, knocked_out, method=method, reference=reference,
+                                 positions=positions, **kwargs)

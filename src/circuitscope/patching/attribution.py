@@ -20,6 +20,7 @@ from typing import Callable, Optional
 
 import torch
 
+from circuitscope.analysis._typing import Float, Tensor
 from circuitscope.patching.result import PatchResult, sweep_labels
 from circuitscope.results import Result
 
@@ -51,7 +52,7 @@ def _axes(what: str, by: str) -> tuple[str, ...]:
     return ("layer", "pos", "head") if by == "pos" else ("layer", "head")
 
 
-def _reduce(what: str, by: str, x: torch.Tensor) -> torch.Tensor:
+def _reduce(what: str, by: str, x: Float[Tensor, "batch ..."]) -> Float[Tensor, "..."]:
     """Sum the per-element effects of one layer into the entries of its sweep.
 
     x: resid-like [batch, pos, d_model]; z/q/k/v [batch, pos, head, d_head]; pattern [batch,
@@ -76,10 +77,13 @@ def _capture(names: list[str], store: dict[str, torch.Tensor]) -> list[tuple[str
     return [(n, hook) for n in names]
 
 
-def _evaluate(model, tokens, metric) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(logits, metric value)`` of one forward pass. When the metric declares a readout of one
-    position per prompt (a task's logit difference), only those rows are unembedded (the
-    unembedding is a third of a small model's work) and the value is the readout's reduction."""
+def _evaluate(model, tokens, metric, rows=None) -> tuple[Float[Tensor, "batch ... d_vocab"], Float[Tensor, ""]]:
+    """``(logits, metric value)`` of one forward pass. Given ``rows`` ``[batch]`` (a metric known to
+    accept logits at one position per prompt) or a metric declaring such a readout (a task's logit
+    difference), only those rows are unembedded: the unembedding is a third of a small model's work."""
+    if rows is not None:
+        logits = model(tokens, logit_positions=rows)  # [batch, d_vocab]
+        return logits, metric(logits)
     readout = getattr(metric, "readout", None)
     rows = getattr(readout, "rows", None)
     if isinstance(rows, torch.Tensor) and rows.ndim == 2 and rows.shape[1] == 1:
@@ -92,16 +96,38 @@ def _evaluate(model, tokens, metric) -> tuple[torch.Tensor, torch.Tensor]:
     return logits, metric(logits)
 
 
-def _grads(model, tokens, names, metric, embed_hooks=()) -> tuple[torch.Tensor, dict, dict]:
-    """One forward + backward on ``tokens``: (metric value, activations, d metric / d activation)."""
+def _grads(model, tokens, names, metric, rows=None, embed_hooks=()):
+    """One forward + backward on ``tokens``: (logits, metric value, activations, d metric / d activation)."""
     acts: dict[str, torch.Tensor] = {}
     with torch.enable_grad(), model.hooks(fwd_hooks=[*embed_hooks, *_capture(names, acts)]):
-        _, value = _evaluate(model, tokens, metric)
+        logits, value = _evaluate(model, tokens, metric, rows)
     if value.ndim != 0:
         raise ValueError(f"the metric must return a scalar (average over prompts), got shape {tuple(value.shape)}")
     grads = torch.autograd.grad(value, [acts[n] for n in names], allow_unused=True)
     grads = {n: torch.zeros_like(acts[n]) if g is None else g for n, g in zip(names, grads)}
-    return value.detach(), {n: a.detach() for n, a in acts.items()}, grads
+    return logits.detach(), value.detach(), {n: a.detach() for n, a in acts.items()}, grads
+
+
+def _ig_grads(model, base_tokens, names, metric, rows, source, embeds, steps):
+    """Gradients averaged over ``steps`` runs whose embeddings interpolate base -> source.
+
+    Returns (base logits, metric at the base run, base activations, mean gradient) like :func:`_grads`.
+    """
+    base: dict[str, torch.Tensor] = {}
+    save = lambda act, hook: base.__setitem__(hook.name, act.detach())
+    with torch.no_grad(), model.hooks(fwd_hooks=[(n, save) for n in names + embeds]):
+        base_logits, base_value = _evaluate(model, base_tokens, metric, rows)
+    total = {n: torch.zeros_like(base[n]) for n in names}
+    for k in range(steps):
+        alpha = (k + 0.5) / steps
+
+        def mix(act: torch.Tensor, hook, alpha=alpha) -> torch.Tensor:
+            return base[hook.name] + alpha * (source[hook.name] - base[hook.name])
+
+        grads = _grads(model, base_tokens, names, metric, rows, [(n, mix) for n in embeds])[3]
+        for n in names:
+            total[n] += grads[n] / steps
+    return base_logits, base_value, base, total
 
 
 def attribution_sweep(model, task, what: str, by: str = "pos", method: str = "linear", steps: int = 8,
@@ -113,9 +139,10 @@ def attribution_sweep(model, task, what: str, by: str = "pos", method: str = "li
     ``[layer, pos, head]`` / ``[layer, head]`` for z/q/k/v, ``[layer, dest_pos, head]`` /
     ``[layer, head]`` for pattern. Each entry is ``metric(base) + estimated change``. ``denoise``
     patches clean activations into the corrupted run; ``noise`` the reverse. ``metric`` defaults
-    to ``task.patching_metric(model)`` (calibrated on the source run made here plus one forward).
-    Passes: linear = 1 cached source forward + 1 forward and backward; ig = 2 cached forwards +
-    ``steps`` forwards and backwards.
+    to ``task.patching_metric(model)``, calibrated on the two runs made here (it is affine in the
+    task's logit difference, so the gradient of the raw one is rescaled). Passes: linear = 1
+    cached source forward + 1 forward and backward; ig = 2 cached forwards + ``steps`` forwards
+    and backwards.
     """
     if method not in ("linear", "ig"):
         raise ValueError(f"method must be 'linear' or 'ig', got {method!r}")
@@ -130,22 +157,26 @@ def attribution_sweep(model, task, what: str, by: str = "pos", method: str = "li
     base_tokens, source_tokens = ((task.corrupted_tokens, task.clean_tokens) if direction == "denoise"
                                   else (task.clean_tokens, task.corrupted_tokens))
     embeds = [n for n in ("hook_embed", "hook_pos_embed") if n in model.hook_dict and method == "ig"]
-    # Logits of the source run are needed only to calibrate the default metric (at the answer rows).
-    rows = None if metric is None and task.span is not None else task.answer_pos
-    kwargs = {"logit_positions": rows} if metric is None and rows is not None else {}
-    with torch.no_grad():
-        source_logits, source = model.run_with_cache(source_tokens, names_filter=names + embeds,
-                                                     return_type="logits" if metric is None else None, **kwargs)
-        if metric is None:  # task.patching_metric(model), reusing the source run: one extra forward
-            from circuitscope.tasks.metrics import NormalizedMetric
+    default, rows, raw = metric is None, None, metric
+    if default:  # differentiate the raw task metric; the logit difference reads one row per prompt
+        from circuitscope.tasks.metrics import NormalizedMetric, task_logit_diff, task_span_log_prob
 
-            base_logits = model(base_tokens, **kwargs)
-            clean, corrupted = (source_logits, base_logits) if direction == "denoise" else (base_logits, source_logits)
-            metric = NormalizedMetric.from_task(task, clean, corrupted)
+        rows = None if task.span is not None else task.answer_pos
+        raw = (lambda l: task_span_log_prob(l, task)) if rows is None else (lambda l: task_logit_diff(l, task))
+    with torch.no_grad():
+        source_logits, source = model.run_with_cache(
+            source_tokens, names_filter=names + embeds, return_type="logits" if default else None,
+            **({"logit_positions": rows} if rows is not None else {}))
     if method == "linear":
-        base_value, base, grads = _grads(model, base_tokens, names, metric)
+        base_logits, base_value, base, grads = _grads(model, base_tokens, names, raw, rows)
     else:
-        base_value, base, grads = _ig_grads(model, base_tokens, names, metric, source, embeds, int(steps))
+        base_logits, base_value, base, grads = _ig_grads(model, base_tokens, names, raw, rows, source, embeds, int(steps))
+    if default:
+        clean, corrupted = (source_logits, base_logits) if direction == "denoise" else (base_logits, source_logits)
+        metric = NormalizedMetric.from_task(task, clean, corrupted)
+        scale = metric.clean_baseline - metric.corrupted_baseline
+        base_value = metric(base_logits)
+        grads = {n: g / scale for n, g in grads.items()}
     per_layer = [_reduce(what, by, (source[n] - base[n]) * grads[n]) for n in names]
     values = base_value + torch.stack(per_layer)  # [layer, ...]
     meta = {"what": what, "by": by, "direction": direction, "method": method, "metric": repr(metric),
@@ -157,28 +188,6 @@ def attribution_sweep(model, task, what: str, by: str = "pos", method: str = "li
             meta[name] = getattr(metric, name)
     title = f"attribution patching ({method}): {'denoising' if direction == 'denoise' else 'noising'} {what}"
     return PatchResult(values.detach(), axes, sweep_labels(model, task.clean_tokens, axes), title, meta)
-
-
-def _ig_grads(model, base_tokens, names, metric, source, embeds, steps):
-    """Gradients averaged over ``steps`` runs whose embeddings interpolate base -> source.
-
-    Returns (metric at the base run, base activations, mean gradient) like :func:`_grads`.
-    """
-    base: dict[str, torch.Tensor] = {}
-    save = lambda act, hook: base.__setitem__(hook.name, act.detach())
-    with torch.no_grad(), model.hooks(fwd_hooks=[(n, save) for n in names + embeds]):
-        base_value = _evaluate(model, base_tokens, metric)[1]
-    total = {n: torch.zeros_like(base[n]) for n in names}
-    for k in range(steps):
-        alpha = (k + 0.5) / steps
-
-        def mix(act: torch.Tensor, hook, alpha=alpha) -> torch.Tensor:
-            return base[hook.name] + alpha * (source[hook.name] - base[hook.name])
-
-        _, _, grads = _grads(model, base_tokens, names, metric, [(n, mix) for n in embeds])
-        for n in names:
-            total[n] += grads[n] / steps
-    return base_value, base, total
 
 
 def correlation(approx, exact) -> dict[str, float]:
