@@ -173,3 +173,10 @@ def test_correlation():
     assert correlation(x, -x)["pearson"] == pytest.approx(-1.0)
     with pytest.raises(ValueError, match="differ in size"):
         correlation(x, x[0])
+
+
+def test_public_names():
+    from circuitscope import patching
+
+    assert patching.attribution_sweep is attribution_sweep and patching.correlation is correlation
+    assert patching.ablated.__module__ == "circuitscope.patching.ablation"

@@ -6,6 +6,7 @@ functions are the same engine behind the familiar signatures.
 """
 
 from circuitscope.patching.ablation import Ablation, ablate, ablated, backup_heads
+from circuitscope.patching.attribution import attribution_sweep, correlation
 from circuitscope.patching.engine import SweepStats, run_sweep
 from circuitscope.patching.path import path_patch
 from circuitscope.patching.result import PatchResult, position_labels
@@ -14,4 +15,4 @@ from circuitscope.patching.tl_compat import *  # noqa: F401,F403  (the Transform
 from circuitscope.patching.tl_compat import __all__ as _tl_names
 
 __all__ = ["PatchResult", "SweepStats", "path_patch", "position_labels", "run_sweep", "sweep", *_tl_names]
-__all__ += ["Ablation", "ablate", "ablated", "backup_heads"]
+__all__ += ["Ablation", "ablate", "ablated", "backup_heads", "attribution_sweep", "correlation"]
