@@ -170,7 +170,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="circuitscope", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="circuitscope", description="Find and verify circuits in transformer language models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level; show tracebacks")
     sub = parser.add_subparsers(dest="command")
     for name, (help, add_arguments, fn) in COMMANDS.items():
