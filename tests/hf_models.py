@@ -34,11 +34,18 @@ _CLASSES = {
 }
 
 
-def make_hf_model(family: str, seed: int = 0):
+def make_hf_model(family: str, seed: int = 0, n_layers: int | None = None, weight_std: float | None = None):
     """A random HF model whose every weight (norm gains and biases too) is perturbed away from its
-    init, so weight folding is really exercised."""
+    init, so weight folding is really exercised.
+
+    ``n_layers`` overrides the family's default of 2 layers. ``weight_std`` redraws every matrix
+    from N(0, weight_std) instead of perturbing HF's small init, so that attention is far from
+    uniform and the logits depend strongly on context (patching tests need clean and corrupted
+    runs that really differ)."""
     cfg = _configs()[family]
     cfg._attn_implementation = "eager"
+    if n_layers is not None:
+        cfg.num_hidden_layers = n_layers
     torch.manual_seed(seed)
     model = _CLASSES[family](cfg).eval()
     g = torch.Generator().manual_seed(seed + 1)
@@ -46,6 +53,8 @@ def make_hf_model(family: str, seed: int = 0):
         for name, p in model.named_parameters():
             if p.dim() == 1:  # gains and biases
                 p.add_(0.2 * torch.randn(p.shape, generator=g))
+            elif weight_std is not None:
+                p.copy_(weight_std * torch.randn(p.shape, generator=g))
             else:
                 p.add_(0.02 * torch.randn(p.shape, generator=g))
     return model
