@@ -313,7 +313,9 @@ def test_tl_layer_pos_functions(family, what):
     """[layer, pos]: denoising with both metrics, noising with the plain one."""
     s = setup(family)
     if what == "resid_mid" and not has_resid_mid(s.model):
-        pytest.skip("parallel attention/MLP: no resid_mid")
+        with pytest.raises(ValueError, match="no resid_mid"):
+            run_tl_style(TL_LAYER_POS[what], s, "denoise", s.plain)
+        return
     fn = TL_LAYER_POS[what]
     expected = reference(family, "denoise", what)
     assert_matches(run_tl_style(fn, s, "denoise", s.plain), expected[..., 0], f"{fn} plain metric")
@@ -396,7 +398,9 @@ def test_sweep_task_metric(family, direction, what, by):
     """``patching.sweep`` with its default metric (the task's normalised metric: the fast path)."""
     s = setup(family)
     if what == "resid_mid" and not has_resid_mid(s.model):
-        pytest.skip("parallel attention/MLP: no resid_mid")
+        with pytest.raises(ValueError, match="no resid_mid"):
+            patching.sweep(s.model, s.task, what, by=by, direction=direction)
+        return
     kind = what if what in LAYER_POS else f"{what}_{by}"
     expected = reference(family, direction, kind)[..., 1]
     result = patching.sweep(s.model, s.task, what, by=by, direction=direction)

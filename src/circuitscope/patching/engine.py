@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from circuitscope.patching.base_run import BaseRun, fast_path_problem
 from circuitscope.patching.checkpoint import SweepCheckpoint
 from circuitscope.patching.entries import build_entries, extra_hooks
-from circuitscope.patching.plan import SWEEPS, hook_name, make_chunks, plan_sweep
+from circuitscope.patching.plan import check_patchable, hook_name, make_chunks, plan_sweep
 from circuitscope.patching.readout import readout_of
 from circuitscope.patching.runner import Entry, FlopCounter, run_chunk
 
@@ -90,13 +90,8 @@ def run_sweep(
     """
     t0 = time.perf_counter()
     tokens = _check_tokens(base_tokens).to(model.embed.W_E.device)
-    if what not in SWEEPS:
-        raise ValueError(f"unknown activation {what!r}; choose one of {sorted(SWEEPS)}")
+    check_patchable(model, what)
     cfg = model.cfg
-    if what == "resid_mid" and (cfg.parallel_attn_mlp or cfg.attn_only):
-        raise ValueError(f"{cfg.model_name} has no resid_mid (its attention and MLP are not sequential)")
-    if what == "mlp_out" and cfg.attn_only:
-        raise ValueError(f"{cfg.model_name} is attention-only: there is no mlp_out to patch")
     readout = readout_of(metric)
     width = tokens.shape[1]
     problem = fast_path_problem(model, tokens)

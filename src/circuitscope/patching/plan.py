@@ -18,7 +18,7 @@ from typing import Optional
 
 import torch
 
-__all__ = ["Variant", "Chunk", "SWEEPS", "hook_name", "plan_sweep", "make_chunks"]
+__all__ = ["Variant", "Chunk", "SWEEPS", "check_patchable", "hook_name", "plan_sweep", "make_chunks"]
 
 # what -> (hook point, "block" or "head" level)
 SWEEPS = {
@@ -34,6 +34,17 @@ SWEEPS = {
     "pattern": ("attn.hook_pattern", "head"),
 }
 BYS = ("pos", "all", "dest_src")
+
+
+def check_patchable(model, what: str) -> None:
+    """Raise if ``what`` is not an activation this model has."""
+    cfg = model.cfg
+    if what not in SWEEPS:
+        raise ValueError(f"unknown activation {what!r}; choose one of {sorted(SWEEPS)}")
+    if what == "resid_mid" and (cfg.parallel_attn_mlp or cfg.attn_only):
+        raise ValueError(f"{cfg.model_name} has no resid_mid (its attention and MLP are not sequential)")
+    if what == "mlp_out" and cfg.attn_only:
+        raise ValueError(f"{cfg.model_name} is attention-only: there is no mlp_out to patch")
 
 
 def hook_name(what: str, layer: int) -> str:
@@ -64,12 +75,12 @@ class Chunk:
 
 def _axes(what: str, by: str) -> tuple[str, ...]:
     level = SWEEPS[what][1]
-    if by == "dest_src":
-        return ("layer", "dest_pos", "src_pos", "head")
+    if by == "dest_src":  # TransformerLens's order for the pattern: head before positions
+        return ("layer", "head", "dest_pos", "src_pos")
     if level == "block":
         return ("layer", "pos") if by == "pos" else ("layer",)
     if by == "pos":
-        return ("layer", "dest_pos", "head") if what == "pattern" else ("layer", "pos", "head")
+        return ("layer", "head", "dest_pos") if what == "pattern" else ("layer", "pos", "head")
     return ("layer", "head")
 
 
@@ -105,7 +116,12 @@ def plan_sweep(what: str, by: str, cfg, source: dict, base: dict, width: int):
                 s_h, b_h = (s[:, h], b[:, h]) if what == "pattern" else (s[:, :, h], b[:, :, h])
             else:
                 s_h, b_h = s, b
-            key_of = (lambda *ix: (layer, *ix, h)) if h is not None else (lambda *ix: (layer, *ix))
+            if h is None:
+                key_of = lambda *ix: (layer, *ix)  # noqa: E731
+            elif what == "pattern":
+                key_of = lambda *ix: (layer, h, *ix)  # noqa: E731
+            else:
+                key_of = lambda *ix: (layer, *ix, h)  # noqa: E731
             if by == "all":
                 first = _first_difference(s_h, b_h)
                 (noop if first is None else variants).append(
@@ -116,7 +132,7 @@ def plan_sweep(what: str, by: str, cfg, source: dict, base: dict, width: int):
                 if by == "dest_src":
                     for q in range(width):
                         same = torch.equal(s_h[:, p, q], b_h[:, p, q])
-                        key = (layer, p, q, h)
+                        key = (layer, h, p, q)
                         noop.append(key) if same else variants.append(Variant(key, layer, p, p, h, q))
                     continue
                 same = torch.equal(s_h[:, p], b_h[:, p])

@@ -12,7 +12,7 @@ from typing import Callable, Optional
 import torch
 
 from circuitscope.patching.engine import DEFAULT_BUDGET_MB, run_sweep
-from circuitscope.patching.plan import SWEEPS, hook_name
+from circuitscope.patching.plan import check_patchable, hook_name
 from circuitscope.patching.result import PatchResult, sweep_labels
 
 __all__ = ["sweep", "DIRECTIONS"]
@@ -55,8 +55,7 @@ def sweep(
     ``[layer, pos, head]``, ...). ``checkpoint`` is a file path: finished chunks are saved there
     and a rerun after an interruption resumes from them.
     """
-    if what not in SWEEPS:
-        raise ValueError(f"unknown activation {what!r}; choose one of {sorted(SWEEPS)}")
+    check_patchable(model, what)
     base_tokens, source_tokens = base_and_source(task, direction)
     metric = task.patching_metric(model) if metric is None else metric
     names = [hook_name(what, layer) for layer in range(model.cfg.n_layers)]

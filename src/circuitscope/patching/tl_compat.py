@@ -66,10 +66,10 @@ get_act_patch_attn_head_q_by_pos = _patch("q", "pos", "Each head's query at one 
 get_act_patch_attn_head_k_by_pos = _patch("k", "pos", "Each head's key at one position: [layer, pos, head].")
 get_act_patch_attn_head_v_by_pos = _patch("v", "pos", "Each head's value at one position: [layer, pos, head].")
 get_act_patch_attn_head_pattern_by_pos = _patch(
-    "pattern", "pos", "Each head's attention row of one destination position: [layer, dest_pos, head]."
+    "pattern", "pos", "Each head's attention row of one destination position: [layer, head, dest_pos]."
 )
 get_act_patch_attn_head_pattern_dest_src_pos = _patch(
-    "pattern", "dest_src", "Each single attention weight (dest, src) of each head: [layer, dest_pos, src_pos, head]."
+    "pattern", "dest_src", "Each single attention weight (dest, src) of each head: [layer, head, dest_pos, src_pos]."
 )
 
 
@@ -87,7 +87,10 @@ def get_act_patch_attn_head_all_pos_every(model, corrupted_tokens, clean_cache, 
 
 
 def get_act_patch_attn_head_by_pos_every(model, corrupted_tokens, clean_cache, patching_metric, **engine) -> torch.Tensor:
-    """Head output, query, key, value and pattern by position, stacked: [5, layer, pos, head]."""
-    return torch.stack([f(model, corrupted_tokens, clean_cache, patching_metric, **engine) for f in (
+    """Head output, query, key, value and pattern by position, stacked: [5, layer, pos, head]
+    (the pattern's [layer, head, dest_pos] transposed to match, as TransformerLens does)."""
+    parts = [f(model, corrupted_tokens, clean_cache, patching_metric, **engine) for f in (
         get_act_patch_attn_head_out_by_pos, get_act_patch_attn_head_q_by_pos, get_act_patch_attn_head_k_by_pos,
-        get_act_patch_attn_head_v_by_pos, get_act_patch_attn_head_pattern_by_pos)])
+        get_act_patch_attn_head_v_by_pos)]
+    pattern = get_act_patch_attn_head_pattern_by_pos(model, corrupted_tokens, clean_cache, patching_metric, **engine)
+    return torch.stack(parts + [pattern.transpose(1, 2)])
