@@ -21,6 +21,7 @@ from circuitscope.patching.entries import build_entries, extra_hooks
 from circuitscope.patching.plan import check_patchable, hook_name, make_chunks, plan_sweep
 from circuitscope.patching.readout import readout_of
 from circuitscope.patching.runner import Entry, FlopCounter, run_chunk
+from circuitscope.patching.shortcuts import settle
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def run_sweep(
         for chunk in bar:
             done = store.get(chunk.id) if store is not None else None
             if done is None:
-                entries = build_entries(what, base, src, chunk)
+                entries = settle(base, build_entries(what, base, src, chunk), chunk.start, counter)
                 keys, vals = run_chunk(base, entries, chunk.start, readout, metric, counter)
                 done = dict(zip(keys, vals.tolist()))
                 if store is not None:

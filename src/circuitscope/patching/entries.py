@@ -21,11 +21,12 @@ __all__ = ["build_entries", "extra_hooks"]
 
 def extra_hooks(what: str, n_layers: int) -> list[str]:
     """Base-run activations the entries of a ``what`` sweep read, besides the standard ones."""
+    # q/k/v of every layer serve the single-row shortcut (shortcuts.py)
+    names = [f"blocks.{layer}.attn.hook_{n}" for layer in range(n_layers) for n in "qkv"]
     if SWEEPS[what][1] == "block":
-        return [hook_name(what, layer) for layer in range(n_layers)]
-    per_layer = {"z": ["z"], "q": ["q", "k", "v", "z"], "k": ["q", "k", "v", "z"],
-                 "v": ["q", "k", "v", "z"], "pattern": ["pattern", "v", "z"]}[what]
-    return [f"blocks.{layer}.attn.hook_{n}" for layer in range(n_layers) for n in per_layer]
+        return names + [hook_name(what, layer) for layer in range(n_layers)]
+    per_layer = ["z", "pattern"] if what == "pattern" else ["z"]
+    return names + [f"blocks.{layer}.attn.hook_{n}" for layer in range(n_layers) for n in per_layer]
 
 
 def _replace_rows(x: torch.Tensor, src: torch.Tensor, start: int, pos) -> torch.Tensor:
@@ -47,16 +48,18 @@ def build_entries(what: str, base: BaseRun, source: dict, chunk: Chunk) -> list[
         if what in ("resid_pre", "resid_post"):
             stage_layer = L if what == "resid_pre" else L + 1
             resid = base.resid_pre[L] if what == "resid_pre" else base.resid_post[L]
-            out.append(Entry(stage_layer, "pre", _replace_rows(resid, src, p, v.pos)[None], None, [v.key]))
+            out.append(Entry(stage_layer, "pre", _replace_rows(resid, src, p, v.pos)[None], None, [v.key],
+                             row_only=v.pos is not None))
         elif what == "mlp_out":
             # resid_post = (resid_pre + attn_out) + mlp_out, the block's own order of additions
             patched_post = (base.resid_pre[L] + base.attn_out[L]) + src
-            out.append(Entry(L + 1, "pre", _replace_rows(base.resid_post[L], patched_post, p, v.pos)[None], None, [v.key]))
+            out.append(Entry(L + 1, "pre", _replace_rows(base.resid_post[L], patched_post, p, v.pos)[None], None,
+                             [v.key], row_only=v.pos is not None))
         else:
             if what == "resid_mid":
                 src = src - base.resid_pre[L]  # resid_mid = resid_pre + attn_out
             ao = _replace_rows(base.attn_out[L], src, p, v.pos)
-            out.append(Entry(L, "mid", base.resid_pre[L][None, :, p:], ao[None], [v.key]))
+            out.append(Entry(L, "mid", base.resid_pre[L][None, :, p:], ao[None], [v.key], row_only=v.pos is not None))
     return out
 
 
@@ -122,5 +125,7 @@ def _head_entries(what: str, base: BaseRun, source: dict, chunk: Chunk) -> list[
         delta = torch.einsum("nbqe,ned->nbqd", z_new - z_old, attn.W_O[heads])  # [n, batch, nq, d_model]
         ao[:, :, rows - p] += delta
         resid = base.resid_pre[L][None, :, p:].expand(len(variants), -1, -1, -1)
-        out.append(Entry(L, "mid", resid, ao, [v.key for v in variants]))
+        # a query, output or pattern-row patch at one position changes only that row of the layer
+        row_only = variants[0].pos is not None and what in ("z", "q", "pattern")
+        out.append(Entry(L, "mid", resid, ao, [v.key for v in variants], row_only=row_only))
     return out

@@ -32,6 +32,7 @@ class Entry:
     ``resid`` [n, batch, rows, d_model] is the residual stream entering the block (rows
     ``start..width-1``); for ``stage="mid"`` ``attn_out`` [n, batch, rows, d_model] is the
     patched attention output added to it. ``keys`` are the output indices of the variants.
+    ``row_only`` says that only the first row (position ``start``) differs from the base run.
     """
 
     layer: int
@@ -39,6 +40,7 @@ class Entry:
     resid: torch.Tensor  # [n, batch, rows, d_model]
     attn_out: Optional[torch.Tensor]  # [n, batch, rows, d_model] or None
     keys: list
+    row_only: bool = False
 
 
 @dataclass
