@@ -11,7 +11,10 @@ average along a path from the base run to the source run. As in EAP-IG, the path
 *inputs*: the token (and position) embeddings are ``base + alpha (source - base)`` for ``steps``
 midpoints ``alpha = (k + 1/2) / steps``; each step is one forward and one backward pass. For a
 patch of the whole embedding (``resid_pre`` of layer 0, ``by="all"``) this is exact as ``steps``
-grows (the completeness of integrated gradients); elsewhere it is a better-behaved approximation.
+grows (the completeness of integrated gradients). Elsewhere it is a different approximation, not
+always a better one: the path moves every activation at once, so for activations whose own
+clean-corrupted difference is small next to what the path changes (queries, keys, attention
+patterns) the linear estimate can track the exact sweep more closely. Check with :func:`correlation`.
 """
 
 from __future__ import annotations
