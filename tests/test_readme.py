@@ -22,3 +22,19 @@ def test_readme_starts_with_the_two_commands():
     assert len(commands) == 2
     assert commands[0].endswith("circuitscope demo") and commands[1].endswith("-m pytest")
     assert (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text().strip().endswith(commands[1])
+
+
+def test_readme_patching_tour_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    scope: dict = {}
+    for block in blocks[:2]:
+        exec(compile(block, str(README), "exec"), scope)
+    n_layers, n_heads = scope["model"].cfg.n_layers, scope["model"].cfg.n_heads
+    width = scope["task"].clean_tokens.shape[1]
+    assert scope["heads"].values.shape == (n_layers, width, n_heads)
+    assert scope["movers"].values.shape == (n_layers, n_heads)
+    assert scope["fast"].values.shape == scope["heads"].values.shape
+    assert scope["dla"].ci is not None
+    html = (tmp_path / "z_by_pos.html").read_text()
+    assert "<script" in html and 'src="http' not in html

@@ -113,6 +113,8 @@ def _demo_arguments(d: argparse.ArgumentParser) -> None:
     d.add_argument("--max-memory-mb", type=positive_float, default=256,
                    help="memory budget in MiB for one batch's activations (default 256); batches are sized to fit")
     d.add_argument("--batch-size", type=positive_int, default=None, help="prompts per batch (default: from the budget)")
+    d.add_argument("--patch-prompts", type=int, default=20,
+                   help="prompts for the activation- and path-patching walk (0 skips it; default 20)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar (it is drawn only on a terminal anyway)")
 
 
@@ -152,11 +154,47 @@ def demo(args: argparse.Namespace) -> dict:
     print(f"\nTop {len(rows)} heads by direct logit attribution (positive: pushes IO over S):")
     print(_table(rows, ("head", "logit diff")))
     result = {"model": args.model, **m.to_dict()}
+    if args.patch_prompts:
+        result["patching"] = _demo_patching(model, args, heads)
     if args.out:
         from circuitscope.io import write_json_atomic
 
         print(f"\nwrote {write_json_atomic(args.out, result)}")
     return result
+
+
+def _demo_patching(model, args: argparse.Namespace, dla: torch.Tensor) -> dict:
+    """The seed notebooks' patching walk on a few prompts: every activation-patching sweep, then
+    path patching into the logits and into the queries of the heads with the largest direct effect."""
+    import time
+
+    from circuitscope import patching
+    from circuitscope.tasks import ioi_task
+
+    task = ioi_task(model, N=args.patch_prompts, seed=args.seed + 1)
+    progress = False if args.no_progress else None
+    print(f"\nActivation patching (denoising: clean activations into the corrupted run; 1 = clean "
+          f"behaviour restored, 0 = none) on {len(task)} prompts:")
+    out, t0 = {}, time.perf_counter()
+    for what, by in (("resid_pre", "pos"), ("attn_out", "pos"), ("mlp_out", "pos"), ("z", "all"), ("z", "pos"),
+                     ("q", "all"), ("k", "all"), ("v", "all"), ("pattern", "all")):
+        r = patching.sweep(model, task, what, by=by, progress=progress)
+        top = r.top(3)
+        out[f"{what}_{by}"] = r.to_dict()
+        print(f"  {what:>9} {'by position' if by == 'pos' else 'all positions':<14}"
+              + "  ".join(f"{label} {value:+.2f}" for label, value, _ in top))
+    n_heads = model.cfg.n_heads
+    movers = [divmod(i, n_heads) for i in dla.flatten().abs().argsort(descending=True)[:2].tolist()]
+    direct = patching.path_patch(model, task, "resid", progress=progress)
+    into_q = patching.path_patch(model, task, movers, "q", positions="end", progress=progress)
+    names = ", ".join(f"L{a}H{b}" for a, b in movers)
+    print("\nPath patching (IOI convention: 0 = clean, -1 = corrupted; sender heads' output from the "
+          "corrupted run):")
+    for title, r in (("into the logits", direct), (f"into the queries of {names} at END", into_q)):
+        print(f"  {title:<40}" + "  ".join(f"{label} {value:+.3f}" for label, value, _ in r.top(3)))
+    out["path_direct"], out["path_into_queries"] = direct.to_dict(), into_q.to_dict()
+    print(f"  (all patching above: {time.perf_counter() - t0:.1f} s)")
+    return out
 
 
 # ----------------------------------------------------------------------------- entry point

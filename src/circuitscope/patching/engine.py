@@ -119,7 +119,7 @@ def run_sweep(
         whole = Entry(cfg.n_layers, "pre", base.final[None], None, ["base"])
         base_value = float(run_chunk(base, [whole], 0, readout, metric)[1][0])
         values = torch.full(shape, base_value)
-        budget = int(memory_budget_mb * 2**20)
+        budget = _chunk_budget(memory_budget_mb, base, src)
         chunks = make_chunks(variants, cfg, tokens.shape[0], width, budget)
         store = SweepCheckpoint.open(checkpoint, model, tokens, src, what, by, metric) if checkpoint else None
         counter = FlopCounter()
@@ -139,6 +139,26 @@ def run_sweep(
                 values[tuple(key)] = value
     stats.flops, stats.seconds = counter.flops, time.perf_counter() - t0
     return _full_width(values, axes, tokens.shape[1], base_value), axes, base_value, stats
+
+
+def _tensor_bytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _chunk_budget(memory_budget_mb: float, base: BaseRun, src: dict) -> int:
+    """What the chunks may use: the budget minus the base run and the source activations, which
+    stay in memory for the whole sweep."""
+    budget = int(memory_budget_mb * 2**20)
+    fixed = _tensor_bytes(base.resid_pre + base.attn_out + base.resid_post + base.keys + base.values)
+    fixed += _tensor_bytes(base.extra.values()) + _tensor_bytes(src.values())
+    if fixed >= budget:
+        logger.warning(
+            "the base run and source activations alone take %.0f MB, more than the %.0f MB budget; "
+            "running one variant at a time", fixed / 2**20, memory_budget_mb,
+        )
+        return 0
+    # headroom for what the estimate misses (allocator slack, transient copies)
+    return int(0.8 * (budget - fixed))
 
 
 def _full_width(values: torch.Tensor, axes, n_pos: int, fill: float) -> torch.Tensor:
