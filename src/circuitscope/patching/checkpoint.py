@@ -62,5 +62,5 @@ class SweepCheckpoint:
         return None if rows is None else {tuple(k): v for k, v in rows}
 
     def put(self, chunk_id: str, values: dict) -> None:
-        self.chunks[chunk_id] = [[list(k), float(v)] for k, v in values.items()]
+        self.chunks[chunk_id] = [[list(k), v if isinstance(v, list) else float(v)] for k, v in values.items()]
         write_json_atomic(self.path, {"fingerprint": self.key, "chunks": self.chunks})

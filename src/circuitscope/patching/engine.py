@@ -83,11 +83,13 @@ def run_sweep(
     memory_budget_mb: float = DEFAULT_BUDGET_MB,
     progress: bool = True,
     checkpoint: Union[str, None] = None,
+    per_prompt: bool = False,
 ) -> tuple[torch.Tensor, tuple[str, ...], float, SweepStats]:
     """Patch ``source`` activations into the run on ``base_tokens``, one variant per entry.
 
     ``source`` maps hook names to activations of a run on other tokens of the same shape (an
-    ``ActivationCache``). Returns ``(values, axes, base_value, stats)``.
+    ``ActivationCache``). Returns ``(values, axes, base_value, stats)``; with ``per_prompt`` the
+    values are ``[prompt, *shape]`` (the metric prompt by prompt; needs a task metric).
     """
     t0 = time.perf_counter()
     tokens = _check_tokens(base_tokens).to(model.embed.W_E.device)
@@ -105,6 +107,11 @@ def run_sweep(
     names = [hook_name(what, layer) for layer in range(cfg.n_layers)]
     src = _source_dict(source, names, tuple(tokens.shape), width)
     stats = SweepStats()
+    if per_prompt and (readout is None or readout.per_prompt is None or problem is not None):
+        raise ValueError(
+            "per-prompt patching values need a metric that scores prompts one by one (a Task's "
+            f"patching_metric) on the fast path{'; here: ' + problem if problem else ''}"
+        )
     if problem is not None:
         from circuitscope.patching.fallback import hooked_sweep
 
@@ -117,11 +124,15 @@ def run_sweep(
         base = BaseRun.run(model, tokens, width, extra_hooks(what, cfg.n_layers))
         shape, axes, variants, noop = plan_sweep(what, by, cfg, src, base.extra, width)
         whole = Entry(cfg.n_layers, "pre", base.final[None], None, ["base"])
-        base_value = float(run_chunk(base, [whole], 0, readout, metric)[1][0])
-        values = torch.full(shape, base_value)
+        base_vals = run_chunk(base, [whole], 0, readout, metric, per_prompt=per_prompt)[1][0]
+        base_value = float(base_vals.mean())
+        fill = base_vals if per_prompt else base_value
+        values = torch.empty(*shape, *base_vals.shape)
+        values[...] = fill
         budget = _chunk_budget(memory_budget_mb, base, src)
         chunks = make_chunks(variants, cfg, tokens.shape[0], width, budget)
-        store = SweepCheckpoint.open(checkpoint, model, tokens, src, what, by, metric) if checkpoint else None
+        kind = f"{what}/per_prompt" if per_prompt else what
+        store = SweepCheckpoint.open(checkpoint, model, tokens, src, kind, by, metric) if checkpoint else None
         counter = FlopCounter()
         stats.variants, stats.skipped, stats.chunks = len(variants), len(noop), len(chunks)
         bar = tqdm(chunks, desc=f"patching {what} by {by}", unit="chunk", disable=not progress, leave=False)
@@ -129,16 +140,17 @@ def run_sweep(
             done = store.get(chunk.id) if store is not None else None
             if done is None:
                 entries = settle(base, build_entries(what, base, src, chunk), chunk.start, counter)
-                keys, vals = run_chunk(base, entries, chunk.start, readout, metric, counter)
+                keys, vals = run_chunk(base, entries, chunk.start, readout, metric, counter, per_prompt=per_prompt)
                 done = dict(zip(keys, vals.tolist()))
                 if store is not None:
                     store.put(chunk.id, done)
             else:
                 stats.resumed_chunks += 1
             for key, value in done.items():
-                values[tuple(key)] = value
+                values[tuple(key)] = torch.as_tensor(value)
     stats.flops, stats.seconds = counter.flops, time.perf_counter() - t0
-    return _full_width(values, axes, tokens.shape[1], base_value), axes, base_value, stats
+    values = _full_width(values, axes, tokens.shape[1], fill)
+    return (values.movedim(-1, 0) if per_prompt else values), axes, base_value, stats
 
 
 def _tensor_bytes(tensors) -> int:
@@ -161,12 +173,14 @@ def _chunk_budget(memory_budget_mb: float, base: BaseRun, src: dict) -> int:
     return int(0.8 * (budget - fixed))
 
 
-def _full_width(values: torch.Tensor, axes, n_pos: int, fill: float) -> torch.Tensor:
+def _full_width(values: torch.Tensor, axes, n_pos: int, fill) -> torch.Tensor:
     """Positions after the last one the metric reads were never run: patching them leaves the
-    metric at its base value, which is what they get."""
+    metric at its base value, which is what they get. (Trailing per-prompt axis allowed.)"""
     shape = [n_pos if a in ("pos", "dest_pos", "src_pos") else n for a, n in zip(axes, values.shape)]
+    shape += list(values.shape[len(axes):])
     if list(values.shape) == shape:
         return values
-    out = torch.full(shape, fill)
+    out = torch.empty(shape)
+    out[...] = fill
     out[tuple(slice(0, n) for n in values.shape)] = values
     return out

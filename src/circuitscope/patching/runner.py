@@ -61,6 +61,22 @@ class FlopCounter:
         self.flops += f
 
 
+# Rows per slice of the MLP: its hidden activations then stay small enough (~24 MB at d_mlp 3072)
+# for the allocator to reuse memory, instead of mapping (and zeroing) fresh pages for every layer.
+SLICE_ROWS = 2048
+
+
+def _finish_in_slices(block, rp: torch.Tensor, ao: torch.Tensor) -> torch.Tensor:
+    """``block.finish`` over [N, rows, d_model] inputs, a slice of variants at a time."""
+    step = max(1, SLICE_ROWS // rp.shape[1])
+    if rp.shape[0] <= step:
+        return block.finish(rp, ao)
+    out = torch.empty_like(rp)
+    for i in range(0, rp.shape[0], step):
+        out[i : i + step] = block.finish(rp[i : i + step], ao[i : i + step])
+    return out
+
+
 def _gather_rows(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """x [N, rows, d], keep [N, R] -> [N, R, d]."""
     return x.gather(1, keep[..., None].expand(-1, -1, x.shape[-1]))
@@ -74,12 +90,14 @@ def run_chunk(
     metric: Optional[Callable] = None,
     counter: Optional[FlopCounter] = None,
     adjust: Optional[Callable] = None,
+    per_prompt: bool = False,
 ) -> tuple[list, torch.Tensor]:
     """Run the variants of ``entries`` (all differing from the base only at positions >= start).
 
     ``adjust(layer, resid_in, attn_out, keep)`` may rewrite a layer's attention output of the
     stacked variants (path patching uses it to give receiver heads their patched inputs).
-    Returns ``(keys, values [n_variants])`` in matching order.
+    Returns ``(keys, values [n_variants])`` in matching order (``[n_variants, batch]`` with
+    ``per_prompt``, which needs a readout that scores prompts one by one).
     """
     model, cfg = base.model, base.model.cfg
     n_layers, B, width = cfg.n_layers, base.batch, base.width
@@ -131,7 +149,7 @@ def run_chunk(
         if rp_parts:
             rp = torch.cat(rp_parts) if len(rp_parts) > 1 else rp_parts[0]
             ao = torch.cat(ao_parts) if len(ao_parts) > 1 else ao_parts[0]
-            carry = block.finish(rp, ao)
+            carry = _finish_in_slices(block, rp, ao)
 
     final_parts = [carry] if carry is not None else []
     for e in entries:
@@ -144,12 +162,12 @@ def run_chunk(
     final = torch.cat(final_parts) if len(final_parts) > 1 else final_parts[0]
     n = len(order)
     if readout is not None:
-        return order, _read(base, final.view(n, B, *final.shape[1:]), start, readout, counter)
+        return order, _read(base, final.view(n, B, *final.shape[1:]), start, readout, counter, per_prompt)
     return order, _call_metric(base, final.view(n, B, rows, -1), start, metric)
 
 
-def _read(base: BaseRun, final: torch.Tensor, start: int, readout: Readout, counter) -> torch.Tensor:
-    """final [n, batch, R, d_model] at the read rows -> metric values [n]."""
+def _read(base: BaseRun, final: torch.Tensor, start: int, readout: Readout, counter, per_prompt=False) -> torch.Tensor:
+    """final [n, batch, R, d_model] at the read rows -> metric values [n] (or [n, batch])."""
     model = base.model
     rows = readout.rows.to(final.device)  # [batch, R]
     before = rows < start  # rows the patch cannot reach keep the base run's value
@@ -168,7 +186,7 @@ def _read(base: BaseRun, final: torch.Tensor, start: int, readout: Readout, coun
         logits = torch.einsum("nbrd,brkd->nbrk", normed, cols) + b_U[tok]  # [n, batch, R, k]
         if counter is not None:
             counter.flops += 2 * normed[..., 0].numel() * tok.shape[-1] * W_U.shape[0]
-    return readout.reduce(logits).float()
+    return (readout.per_prompt if per_prompt else readout.reduce)(logits).float()
 
 
 def _call_metric(base: BaseRun, final: torch.Tensor, start: int, metric: Callable) -> torch.Tensor:

@@ -45,6 +45,8 @@ def sweep(
     memory_budget_mb: float = DEFAULT_BUDGET_MB,
     progress: bool = True,
     checkpoint=None,
+    per_prompt: bool = False,
+    ci: bool = True,
 ) -> PatchResult:
     """Patch ``what`` (one of ``resid_pre resid_mid resid_post attn_out mlp_out z q k v pattern``)
     for every layer (and head), position by position (``by="pos"``) or at every position at once
@@ -53,7 +55,9 @@ def sweep(
     ``metric`` defaults to ``task.patching_metric(model)``: 1 = the clean run's logit difference,
     0 = the corrupted run's. Shapes follow TransformerLens (``[layer, pos]``, ``[layer, head]``,
     ``[layer, pos, head]``, ...). ``checkpoint`` is a file path: finished chunks are saved there
-    and a rerun after an interruption resumes from them.
+    and a rerun after an interruption resumes from them. ``per_prompt=True`` also keeps the value
+    of every patch prompt by prompt (``.per_prompt`` ``[prompt, *shape]``) and, with ``ci``, a
+    bootstrap 95% interval over prompts for every entry (``.ci``).
     """
     check_patchable(model, what)
     base_tokens, source_tokens = base_and_source(task, direction)
@@ -62,8 +66,10 @@ def sweep(
     with torch.no_grad():
         _, source = model.run_with_cache(source_tokens, names_filter=names, return_type=None)
     values, axes, base_value, stats = run_sweep(
-        model, base_tokens, source, what, by, metric, memory_budget_mb, progress, checkpoint
+        model, base_tokens, source, what, by, metric, memory_budget_mb, progress, checkpoint, per_prompt
     )
+    prompts = values if per_prompt else None
+    values = values.mean(0) if per_prompt else values
     meta = {
         "what": what, "by": by, "direction": direction, "method": "exact", "metric": repr(metric),
         "base_value": base_value, "variants_run": stats.variants, "variants_skipped": stats.skipped,
@@ -74,4 +80,9 @@ def sweep(
         if hasattr(metric, name):
             meta[name] = getattr(metric, name)
     title = f"{'denoising' if direction == 'denoise' else 'noising'} {what} ({'by position' if by == 'pos' else by})"
-    return PatchResult(values, axes, sweep_labels(model, task.clean_tokens, axes), title, meta)
+    result = PatchResult(values, axes, sweep_labels(model, task.clean_tokens, axes), title, meta, per_prompt=prompts)
+    if per_prompt and ci:
+        from circuitscope.analysis.bootstrap import with_ci
+
+        result = with_ci(result)
+    return result
