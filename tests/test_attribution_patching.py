@@ -56,10 +56,12 @@ def exact(model, task, what, by, metric, direction="denoise"):
     _, cache = model.run_with_cache(src, names_filter=names)
     heads = what in ("z", "q", "k", "v", "pattern")
     dims = ([P] if by == "pos" else []) + ([H] if heads else [])
+    if what == "pattern" and by == "pos":
+        dims = [H, P]  # TransformerLens's order for the pattern: [layer, head, dest_pos]
     out = torch.zeros([L] + dims)
     for layer, idx in itertools.product(range(L), itertools.product(*[range(d) for d in dims])):
         if what == "pattern":  # [batch, head, dest, src]
-            sel = (slice(None), idx[-1], idx[0]) if by == "pos" else (slice(None), idx[0])
+            sel = (slice(None), idx[0], idx[1]) if by == "pos" else (slice(None), idx[0])
         elif heads:  # [batch, pos, head, d_head]
             sel = (slice(None), idx[0], idx[1]) if by == "pos" else (slice(None), slice(None), idx[0])
         else:  # [batch, pos, d_model]
@@ -111,10 +113,11 @@ def test_shapes_and_labels_match_the_exact_sweep(what):
     for by, method in (("pos", "linear"), ("all", "ig")):
         res = attribution_sweep(model, task, what, by, method, steps=2)
         kind = "head" if what in ("z", "q", "k", "v", "pattern") else "resid"
-        assert res.values.shape == shapes[by][kind]
+        expected = (L, H, P) if (what, by) == ("pattern", "pos") else shapes[by][kind]
+        assert res.values.shape == expected
         assert [len(lab) for lab in res.labels] == list(res.values.shape)
         axes = {("pos", "resid"): ("layer", "pos"), ("all", "resid"): ("layer",), ("all", "head"): ("layer", "head"),
-                ("pos", "head"): ("layer", "dest_pos" if what == "pattern" else "pos", "head")}
+                ("pos", "head"): ("layer", "head", "dest_pos") if what == "pattern" else ("layer", "pos", "head")}
         assert res.axes == axes[by, kind]
         assert torch.isfinite(res.values).all()
     assert not any(hp.fwd_hooks or hp.bwd_hooks for hp in model.hook_dict.values())

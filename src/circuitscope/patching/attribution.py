@@ -51,7 +51,7 @@ def _axes(what: str, by: str) -> tuple[str, ...]:
     if what in _RESID:
         return ("layer", "pos") if by == "pos" else ("layer",)
     if what == "pattern":
-        return ("layer", "dest_pos", "head") if by == "pos" else ("layer", "head")
+        return ("layer", "head", "dest_pos") if by == "pos" else ("layer", "head")
     return ("layer", "pos", "head") if by == "pos" else ("layer", "head")
 
 
@@ -59,13 +59,13 @@ def _reduce(what: str, by: str, x: Float[Tensor, "batch ..."]) -> Float[Tensor, 
     """Sum the per-element effects of one layer into the entries of its sweep.
 
     x: resid-like [batch, pos, d_model]; z/q/k/v [batch, pos, head, d_head]; pattern [batch,
-    head, dest, src]. Returns [pos] / [] (resid), [pos, head] / [head] (z/q/k/v), [dest, head] /
+    head, dest, src]. Returns [pos] / [] (resid), [pos, head] / [head] (z/q/k/v), [head, dest] /
     [head] (pattern): the summed entries are exactly what one patch of the sweep replaces.
     """
     if what in _RESID:
         return x.sum((0, 2)) if by == "pos" else x.sum()
     if what == "pattern":
-        return x.sum((0, 3)).T if by == "pos" else x.sum((0, 2, 3))
+        return x.sum((0, 3)) if by == "pos" else x.sum((0, 2, 3))
     return x.sum((0, 3)) if by == "pos" else x.sum((0, 1, 3))
 
 
@@ -139,7 +139,7 @@ def attribution_sweep(model, task, what: str, by: str = "pos", method: str = "li
 
     ``.values`` has the exact sweep's shape and index order (TransformerLens's): ``[layer, pos]``
     (``[layer]`` for ``by="all"``) for resid_pre/resid_mid/resid_post/attn_out/mlp_out,
-    ``[layer, pos, head]`` / ``[layer, head]`` for z/q/k/v, ``[layer, dest_pos, head]`` /
+    ``[layer, pos, head]`` / ``[layer, head]`` for z/q/k/v, ``[layer, head, dest_pos]`` /
     ``[layer, head]`` for pattern. Each entry is ``metric(base) + estimated change``. ``denoise``
     patches clean activations into the corrupted run; ``noise`` the reverse. ``metric`` defaults
     to ``task.patching_metric(model)``, calibrated on the two runs made here (it is affine in the
