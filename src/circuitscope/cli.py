@@ -54,6 +54,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -113,7 +123,7 @@ def _demo_arguments(d: argparse.ArgumentParser) -> None:
     d.add_argument("--max-memory-mb", type=positive_float, default=256,
                    help="memory budget in MiB for one batch's activations (default 256); batches are sized to fit")
     d.add_argument("--batch-size", type=positive_int, default=None, help="prompts per batch (default: from the budget)")
-    d.add_argument("--patch-prompts", type=int, default=20,
+    d.add_argument("--patch-prompts", type=non_negative_int, default=20,
                    help="prompts for the activation- and path-patching walk (0 skips it; default 20)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar (it is drawn only on a terminal anyway)")
 

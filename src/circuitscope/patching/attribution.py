@@ -89,12 +89,17 @@ def _evaluate(model, tokens, metric, rows=None) -> tuple[Float[Tensor, "batch ..
         return logits, metric(logits)
     readout = getattr(metric, "readout", None)
     rows = getattr(readout, "rows", None)
+    if isinstance(rows, torch.Tensor) and rows.ndim == 2 and rows.shape[1] == 1 and readout.tokens is not None:
+        # only the answer tokens' columns of the unembedding: it is the largest matrix and the
+        # metric reads two of its columns
+        resid = model(tokens, stop_at_layer=model.cfg.n_layers)  # [batch, pos, d_model]
+        at = resid[torch.arange(resid.shape[0], device=resid.device), rows[:, 0].to(resid.device)]
+        tok = readout.tokens[:, 0].to(resid.device)  # [batch, k]
+        sel = torch.einsum("bd,bkd->bk", model.ln_final(at), model.unembed.W_U.T[tok]) + model.unembed.b_U[tok]
+        return sel, readout.reduce(sel[None, :, None])[0]
     if isinstance(rows, torch.Tensor) and rows.ndim == 2 and rows.shape[1] == 1:
         logits = model(tokens, logit_positions=rows[:, 0])  # [batch, d_vocab]
-        sel = logits[:, None]  # [batch, 1, d_vocab]
-        if readout.tokens is not None:
-            sel = sel.gather(-1, readout.tokens.to(sel.device))  # [batch, 1, k]
-        return logits, readout.reduce(sel[None])[0]
+        return logits, readout.reduce(logits[None, :, None])[0]
     logits = model(tokens)  # [batch, pos, d_vocab]
     return logits, metric(logits)
 
