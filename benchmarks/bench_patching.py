@@ -68,7 +68,7 @@ def make_data(model_dir: Path, tok_path: Path) -> Path:
     return path
 
 
-def ours(model_dir: Path, data_path: Path, repeats: int) -> tuple[dict, dict, dict]:
+def ours(model_dir: Path, data_path: Path, repeats: int, only=()) -> tuple[dict, dict, dict]:
     from circuitscope import patching
     from circuitscope.tasks import Task
 
@@ -101,6 +101,8 @@ def ours(model_dir: Path, data_path: Path, repeats: int) -> tuple[dict, dict, di
     }
     times, values, flops = {}, {}, {}
     for name, job in jobs.items():
+        if only and name not in only:
+            continue
         # attribution patching needs gradients; everything else runs without autograd
         mode = torch.enable_grad() if name.startswith("attribution") else torch.inference_mode()
         with mode:
@@ -122,6 +124,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tl-python", default=TL_PYTHON)
     ap.add_argument("--out", default=str(HERE / "results" / "patching.json"))
+    ap.add_argument("--only", default="", help="comma-separated sweep names (ours only; implies --no-tl)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     peak = matmul_gflops()
@@ -129,9 +132,10 @@ def main() -> int:
         model_dir = Path(tmp) / "gpt2-small-random"
         tok_path = build_checkpoint(model_dir, batch=8, seq=15)
         data_path = make_data(model_dir, tok_path)
-        our_t, our_v, our_f = ours(model_dir, data_path, args.repeats)
+        only = [x for x in args.only.split(",") if x]
+        our_t, our_v, our_f = ours(model_dir, data_path, args.repeats, only)
         tl_t, tl_v = {}, {}
-        if not args.no_tl:
+        if not args.no_tl and not only:
             out_pt = Path(tmp) / "tl_values.pt"
             proc = subprocess.run([args.tl_python, str(HERE / "_tl_patching.py"), "--model-dir", str(model_dir),
                                    "--data", str(data_path), "--out", str(out_pt), "--threads", str(args.threads)],
@@ -163,6 +167,9 @@ def main() -> int:
         print(line)
         report["sweeps"][name] = entry
     attr, exact = "attribution_head_out_by_pos", "head_out_by_pos"
+    if attr not in our_t or exact not in our_t:
+        write_json_atomic(Path(args.out), report)
+        return 0
     speedup = our_t[exact] / our_t[attr]
     r = torch.corrcoef(torch.stack([our_v[attr].flatten(), our_v[exact].flatten()]))[0, 1].item()
     report["attribution"] = {"speedup_vs_exact": round(speedup, 1), "bar": 100, "pearson_r_random_init": round(r, 3)}

@@ -88,16 +88,15 @@ def test_unusable_out_is_refused_before_loading(folder, tmp_path, capsys, monkey
     assert line.startswith("circuitscope: error: --out:") and says in line
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root can write anywhere")
-def test_read_only_folder_is_refused(tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    try:
-        with pytest.raises(PermissionError, match="not writable"):
-            check_writable(ro / "sub" / "out.json")
-    finally:
-        ro.chmod(0o700)
+def test_read_only_folder_is_refused(tmp_path, monkeypatch):
+    # Simulated: these tests may run as root, who can write anywhere; the folder refuses the
+    # probe file exactly as a read-only folder would.
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("circuitscope.io.tempfile.TemporaryFile", refuse)
+    with pytest.raises(PermissionError, match="not writable"):
+        check_writable(tmp_path / "sub" / "out.json")
 
 
 @pytest.mark.parametrize("flag, value", [("--top", "0"), ("--top", "-3"), ("--prompts", "0"), ("--top", "two"),
