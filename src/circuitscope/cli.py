@@ -76,18 +76,13 @@ def check_device(name: str | None) -> str | None:
     """``name`` if torch can use that device here; otherwise a CLIError saying why."""
     if name is None:
         return None
+    from circuitscope.model.load_options import resolve_device
+
     try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise CLIError(f"unknown device {name!r}; use cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise CLIError(f"--device {name}: no CUDA GPU is available here (torch {torch.__version__}); use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise CLIError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA device(s)")
-    elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise CLIError(f"--device {name}: Apple MPS is not available here; use --device cpu")
-    elif device.type not in ("cpu", "cuda", "mps"):
+        device = resolve_device(name)  # the same check loading does, before any loading
+    except (ValueError, RuntimeError) as err:
+        raise CLIError(f"--device {name}: {err}") from None
+    if device.type not in ("cpu", "cuda", "mps"):
         raise CLIError(f"--device {name}: circuitscope runs on cpu, cuda or mps")
     return name
 

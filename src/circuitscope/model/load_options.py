@@ -52,7 +52,7 @@ def resolve_device(device: Optional[Union[str, torch.device]]) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device {device!r} is not a device torch knows ('cpu', 'cuda', 'cuda:1', 'mps'): {err}") from None
+        raise ValueError(f"unknown device {device!r}; torch knows 'cpu', 'cuda', 'cuda:1', 'mps' ({err})") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError(f"device={device!r} was asked for but there is no CUDA GPU here; use device='cpu'")
