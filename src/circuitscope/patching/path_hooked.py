@@ -9,11 +9,9 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from circuitscope.patching.fallback import _value
+
 __all__ = ["hooked_path_patch"]
-
-
-def _value(out) -> float:
-    return float(out.item() if isinstance(out, torch.Tensor) else out)
 
 
 def hooked_path_patch(model, clean, corrupted, heads, receiver_input, idx, include_mlps, metric, progress=True):
