@@ -81,6 +81,8 @@ def path_patch(
     metric: Optional[Callable] = None,
     memory_budget_mb: float = DEFAULT_BUDGET_MB,
     progress: bool = True,
+    per_prompt: bool = False,
+    ci: bool = True,
 ) -> PatchResult:
     """The metric for every sender head ``[layer, head]`` (senders that cannot reach the
     receivers keep the unpatched value: 0 under the default IOI convention, clean 0 / corrupted -1).
@@ -88,6 +90,8 @@ def path_patch(
     ``receivers`` is ``"resid"`` (the direct path to the logits) or ``[(layer, head), ...]`` whose
     ``receiver_input`` (``"q"``, ``"k"`` or ``"v"``) is patched at ``positions`` (None = every
     position, a ``task.positions`` label such as ``"end"``, or one position per prompt).
+    ``per_prompt=True`` keeps every sender's value prompt by prompt (``.per_prompt``
+    ``[prompt, layer, head]``) and, with ``ci``, a bootstrap 95% interval for each sender.
     """
     heads = _check(model, receivers, receiver_input)
     if heads == [] and positions is not None:
@@ -96,6 +100,11 @@ def path_patch(
     clean, corrupted = base_and_source(task, "denoise")[::-1]
     metric = task.patching_metric(model, convention="ioi") if metric is None else metric
     problem = fast_path_problem(model, clean)
+    if per_prompt and (problem is not None or readout_of(metric) is None or readout_of(metric).per_prompt is None):
+        raise ValueError(
+            "per-prompt path patching needs a metric that scores prompts one by one (a Task's "
+            f"patching_metric) on the fast path{'; here: ' + problem if problem else ''}"
+        )
     if problem is not None:
         from circuitscope.patching.path_hooked import hooked_path_patch
 
@@ -104,7 +113,11 @@ def path_patch(
                                                include_mlps, metric, progress)
     else:
         values, base_value = _fast_path_patch(model, task, clean, corrupted, heads, receiver_input, positions,
-                                              include_mlps, metric, memory_budget_mb, progress)
+                                              include_mlps, metric, memory_budget_mb, progress, per_prompt)
+    prompts = None
+    if per_prompt:
+        prompts = values.movedim(-1, 0)  # [prompt, layer, head]
+        values = prompts.mean(0)
     meta = {"receivers": "resid" if not heads else [list(h) for h in heads], "receiver_input": receiver_input,
             "positions": positions if isinstance(positions, (str, type(None))) else "per prompt",
             "include_mlps": include_mlps, "metric": repr(metric), "base_value": base_value, "method": "path"}
@@ -113,7 +126,12 @@ def path_patch(
             meta[name] = getattr(metric, name)
     axes = ("layer", "head")
     title = f"path patching into {'the logits' if not heads else receiver_input + ' of ' + ', '.join(f'L{a}H{b}' for a, b in heads)}"
-    return PatchResult(values, axes, sweep_labels(model, clean, axes), title, meta)
+    result = PatchResult(values, axes, sweep_labels(model, clean, axes), title, meta, per_prompt=prompts)
+    if per_prompt and ci:
+        from circuitscope.analysis.bootstrap import with_ci
+
+        result = with_ci(result)
+    return result
 
 
 def _frozen_finish(block, cfg, r, ao, mlp_clean):
@@ -126,7 +144,7 @@ def _frozen_finish(block, cfg, r, ao, mlp_clean):
 
 
 def _fast_path_patch(model, task, clean, corrupted, heads, receiver_input, positions, include_mlps, metric,
-                     budget_mb, progress):
+                     budget_mb, progress, per_prompt=False):
     cfg = model.cfg
     n_layers, H, B = cfg.n_layers, cfg.n_heads, clean.shape[0]
     readout = readout_of(metric)
@@ -145,8 +163,10 @@ def _fast_path_patch(model, task, clean, corrupted, heads, receiver_input, posit
         base = BaseRun.run(model, clean, width, sorted(set(extra)))
         _, new = model.run_with_cache(corrupted, names_filter=z_names, return_type=None)
         whole = Entry(n_layers, "pre", base.final[None], None, ["base"])
-        base_value = float(run_chunk(base, [whole], 0, readout, metric)[1][0])
-        values = torch.full((n_layers, H), base_value)
+        base_vals = run_chunk(base, [whole], 0, readout, metric, per_prompt=per_prompt)[1][0]  # [] or [batch]
+        base_value = float(base_vals.mean())
+        values = torch.empty(n_layers, H, *base_vals.shape)  # [layer, head(, batch)]
+        values[...] = base_vals
 
         if heads:
             idx = _receiver_rows(task, positions, width, B)
@@ -188,10 +208,10 @@ def _fast_path_patch(model, task, clean, corrupted, heads, receiver_input, posit
 
         if not heads:  # the receiver is the final residual stream: read the metric directly
             if readout is not None:
-                vals = _read(base, carry, 0, readout, None)
+                vals = _read(base, carry, 0, readout, None, per_prompt)
             else:
                 vals = _call_metric(base, carry, 0, metric)
-            for (layer, h), v in zip(senders, vals.tolist()):
+            for (layer, h), v in zip(senders, vals):
                 values[layer, h] = v
             return values, base_value
 
@@ -208,8 +228,8 @@ def _fast_path_patch(model, task, clean, corrupted, heads, receiver_input, posit
             resid = base.resid_pre[first][None, :, start:].expand(hi - lo, -1, -1, -1)
             entry = Entry(first, "pre", resid, None, senders[lo:hi])
             adjust = _receiver_adjuster(model, base, heads, receiver_input, chunk_vals, idx, start, hi - lo)
-            keys, vals = run_chunk(base, [entry], start, readout, metric, adjust=adjust)
-            for (layer, h), v in zip(keys, vals.tolist()):
+            keys, vals = run_chunk(base, [entry], start, readout, metric, adjust=adjust, per_prompt=per_prompt)
+            for (layer, h), v in zip(keys, vals):
                 values[layer, h] = v
     return values, base_value
 
