@@ -114,3 +114,48 @@ def fake_model(tiny_tokenizer):
 @pytest.fixture(scope="session")
 def bigram_model(tiny_tokenizer):
     return FakeModel(tiny_tokenizer, bigram=True)
+
+
+# ---------------------------------------------------------------------------- headless Chromium
+
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--host-resolver-rules=MAP * ~NOTFOUND"]
+
+
+def _browser_unavailable(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI must run the browser tests; .ci/run installs chromium)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """A persistent Chromium context (Debian's chromium via playwright) with a fresh profile,
+    offline, recording every network attempt in ``.network_attempts``. Skipped when Chromium is
+    absent, except under CI (``CI`` set), where that is a failure."""
+    import shutil
+
+    exe = os.environ.get("CIRCUITSCOPE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.path.exists(exe):
+        _browser_unavailable(f"Chromium not found at {exe} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _browser_unavailable('playwright is not installed (pip install -e ".[test]")')
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=exe, headless=True,
+            args=CHROMIUM_FLAGS, offline=True, viewport={"width": 1200, "height": 900},
+        )
+        context.network_attempts = []
+
+        def route(r):
+            if r.request.url.startswith(("file:", "data:", "blob:", "about:")):
+                r.continue_()
+            else:
+                context.network_attempts.append(r.request.url)
+                r.abort()
+
+        context.route("**/*", route)
+        yield context
+        context.close()

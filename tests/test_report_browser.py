@@ -12,9 +12,6 @@ absent except under CI (``CI`` set), where that is a failure.
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 import torch
 
@@ -24,8 +21,6 @@ from circuitscope.report import CircuitDiagram, Report, write_outputs
 
 pytestmark = pytest.mark.browser
 
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--host-resolver-rules=MAP * ~NOTFOUND"]
 NODES = [
     {"label": "L0H1", "layer": 0, "head": 1, "role": "previous token", "score": 0.31, "ci": [0.2, 0.4]},
     {"label": "L1H0", "layer": 1, "head": 0, "role": "induction", "score": 0.62, "ci": [0.5, 0.7]},
@@ -40,41 +35,6 @@ EDGES = [
     {"src": "L2H2", "dst": "logits", "input": "logits", "effect": 1.3},
     {"src": "L2H3", "dst": "logits", "input": "logits", "effect": -0.6},
 ]
-
-
-def _unavailable(reason: str):
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI must run the browser tests; .ci/run installs chromium)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    """A persistent Chromium context with a fresh profile, offline, recording network attempts."""
-    exe = os.environ.get("CIRCUITSCOPE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not os.path.exists(exe):
-        _unavailable(f"Chromium not found at {exe} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable('playwright is not installed (pip install -e ".[test]")')
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=exe, headless=True, args=FLAGS,
-            offline=True, viewport={"width": 1200, "height": 900},
-        )
-        context.network_attempts = []
-
-        def route(r):
-            if r.request.url.startswith(("file:", "data:", "blob:", "about:")):
-                r.continue_()
-            else:
-                context.network_attempts.append(r.request.url)
-                r.abort()
-
-        context.route("**/*", route)
-        yield context
-        context.close()
 
 
 def synthetic_report() -> Report:

@@ -202,6 +202,9 @@ def _demo_patching(model, args: argparse.Namespace, dla: torch.Tensor) -> dict:
 
 # ----------------------------------------------------------------------------- entry point
 
+from circuitscope import cli_report  # noqa: E402,F401  (registers analyze, models, tasks)
+
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (with a pointer to --help) instead of the usage block."""

@@ -1,0 +1,150 @@
+"""The report's sections, in the order the seed notebooks walk: task, logit lens, attribution,
+activation patching, attention, path patching, head roles, the circuit, its evaluation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from circuitscope.report.document import Report
+
+__all__ = ["build_report"]
+
+_SWEEP_CAPTIONS = {
+    "patch_resid_pre_pos": "Residual stream before each layer, patched position by position (denoising: clean into corrupted; 1 = fully restores the clean behaviour).",
+    "patch_attn_out_pos": "Attention-layer outputs patched position by position.",
+    "patch_mlp_out_pos": "MLP outputs patched position by position.",
+    "patch_z_pos": "Each head's output (z) patched position by position.",
+    "patch_z_all": "Each head's output patched at every position at once.",
+    "patch_q_all": "Each head's queries patched at every position.",
+    "patch_k_all": "Each head's keys patched at every position.",
+    "patch_v_all": "Each head's values patched at every position.",
+    "patch_pattern_all": "Each head's attention pattern patched.",
+}
+
+
+def _fig(section, analysis, name: str, caption: str = "") -> None:
+    fig = analysis.figures.get(name)
+    if fig is not None:
+        section.figure(name, fig, caption)
+
+
+def build_report(analysis) -> Report:
+    """The :class:`Report` of an :class:`~circuitscope.report.pipeline.Analysis`."""
+    res, task = analysis.results, analysis.task
+    model = res["model"]
+    report = Report(
+        f"Circuit report: {task.name} on {analysis.model_name or 'model'}",
+        subtitle=f"{len(task)} prompts, seed {res['seed']}{' (fast mode)' if res['fast'] else ''}",
+        meta={"model": analysis.model_name, "layers x heads": f"{model['n_layers']} x {model['n_heads']}",
+              "task": task.name, "prompts": len(task), "circuitscope": res["circuitscope_version"],
+              "seed": res["seed"], "total time (s)": res.get("timings", {}).get("total")},
+    )
+    _summary(report, analysis)
+    base = analysis.sections["baselines"]
+    sec = report.section("task", "Can the model do the task?",
+                         "The task metric on the clean prompts and on the corrupted prompts (the corruption removes "
+                         "the information the behaviour needs), with 95% bootstrap intervals over prompts.")
+    sec.table(["quantity", "value [95% CI]"],
+              [[f"clean {base['metric']}", base["clean"]], [f"corrupted {base['metric']}", base["corrupted"]],
+               ["clean - corrupted", base["gap"]], ["accuracy", base["accuracy"]]])
+    ex = res["task"]["example"]
+    if ex.get("clean"):
+        sec.table(["", "example"], [["clean", ex["clean"]], ["corrupted", ex.get("corrupted") or ""],
+                                   ["answers (correct, incorrect)", " / ".join(map(repr, ex.get("answers") or []))]])
+    if "logit_lens" in analysis.figures:
+        sec = report.section("logit-lens", "Logit lens",
+                             "The logit difference read off the residual stream after each layer: where the answer appears.")
+        _fig(sec, analysis, "logit_lens")
+        sec = report.section("attribution", "Direct logit attribution",
+                             "What each layer and each head writes directly onto the logit difference at the answer position.")
+        _fig(sec, analysis, "dla_layers")
+        _fig(sec, analysis, "dla_heads")
+        _fig(sec, analysis, "sketch_dla_correct", "Each head's direct effect on the correct answer's logit (centred).")
+        _fig(sec, analysis, "sketch_dla_incorrect", "... and on the incorrect answer's logit: a suppressor pushes it down.")
+    if not base["does_task"]:
+        report.section("stopped", "No circuit to find").text(
+            "The model does not do this task (the clean metric is not above the corrupted one with 95% confidence), "
+            "so there is no behaviour to localise; patching and the circuit sketch were skipped.")
+        return report
+    sec = report.section("patching", "Activation patching",
+                         "Each activation of the clean run patched into the corrupted run, one at a time (exact; "
+                         "normalised so 0 = corrupted, 1 = clean).")
+    for name, caption in _SWEEP_CAPTIONS.items():
+        _fig(sec, analysis, name, caption)
+    circuit = analysis.circuit
+    sec = report.section("attention", "Attention of the circuit's heads",
+                         "Where the circuit's heads look, on the first prompts (hover or click a token).")
+    if "attention_circuit" in analysis.figures:
+        sec.attention("attention_circuit", analysis.figures["attention_circuit"])
+    _fig(sec, analysis, "sketch_attention_from_end", "Attention from the answer position to each labelled position.")
+    sec = report.section("path-patching", "Path patching",
+                         "Each head's effect through one path only (noising; 0 = no effect, -1 = the whole "
+                         "clean-to-corrupted drop): directly to the logits, and into the queries, keys and values "
+                         "of the circuit's heads. Effects are paired per prompt.")
+    _fig(sec, analysis, "sketch_direct_path")
+    for name in sorted(n for n in analysis.figures if n.startswith("sketch_path_")):
+        _fig(sec, analysis, name)
+    sec = report.section("roles", "Head detectors and backup heads",
+                         "Previous-token, duplicate-token and induction scores on repeated random tokens; the DLA "
+                         "change when the direct heads are knocked out.")
+    for name in ("sketch_detector_previous_token", "sketch_detector_duplicate_token", "sketch_detector_induction",
+                 "sketch_head_output_patching", "sketch_backup"):
+        _fig(sec, analysis, name)
+    sec = report.section("circuit", "The circuit", "")
+    sec.text(circuit.description)
+    sec.table(["head", "role", "score [95% CI]", "why"], circuit.rows())
+    sec.diagram("circuit_diagram", analysis.figures["circuit_diagram"],
+                "Roles as nodes (layer 0 at the bottom), path-patching effects as edges into q/k/v and the logits.")
+    _evaluation(report, analysis)
+    _reproduce(report, analysis)
+    return report
+
+
+def _summary(report: Report, analysis) -> None:
+    res = analysis.results
+    circuit = res.get("circuit") or {}
+    bullets = []
+    base = analysis.sections["baselines"]
+    bullets.append(f"Task metric: clean {base['clean']:.3g}, corrupted {base['corrupted']:.3g}, accuracy {base['accuracy']:.2f}.")
+    if circuit.get("heads"):
+        roles = ", ".join(f"{k} ({v})" for k, v in circuit["roles"].items())
+        bullets.append(f"Circuit: {roles}.")
+    faith = circuit.get("faithfulness")
+    if faith:
+        lo, hi = faith["ci"] or (float("nan"), float("nan"))
+        bullets.append(f"Faithfulness: {faith['value']:.1%} [{lo:.1%}, {hi:.1%}] of the model's metric kept with "
+                       f"every head outside the circuit ablated.")
+    if circuit.get("skipped"):
+        bullets.append(circuit["skipped"])
+    sec = report.section("summary", "Summary")
+    sec.text(bullets)
+    if analysis.circuit is not None:
+        sec.text(analysis.circuit.description)
+
+
+def _evaluation(report: Report, analysis) -> None:
+    ev = analysis.evaluation
+    if ev is None:
+        return
+    sec = report.section("evaluation", "Does the circuit explain the behaviour?",
+                         f"Every head outside the circuit is replaced ({ev.method} ablation, means over the corrupted "
+                         "prompts per position); faithfulness compares the circuit's metric with the full model's.")
+    rows: list[list[Any]] = [["model F(M)", ev.model_value], ["circuit F(C)", ev.circuit_value],
+                             ["nothing F(empty)", ev.empty_value], [f"faithfulness ({ev.faithfulness_kind})", ev.faithfulness],
+                             ["normalized faithfulness", ev.normalized_faithfulness]]
+    comp = getattr(ev, "completeness", None)
+    if comp is not None and getattr(comp, "worst", None) is not None:
+        rows.append(["incompleteness max_K |F(C\\K) - F(M\\K)|", comp.worst])
+    curve = getattr(ev, "curve", None)
+    if curve is not None:
+        rows += [["CPR (area under the faithfulness curve)", curve.cpr], ["CMD (area between curve and 1)", curve.cmd]]
+    sec.table(["quantity", "value [95% CI]"], rows)
+    for name in sorted(n for n in analysis.figures if n.startswith("evaluation_")):
+        _fig(sec, analysis, name)
+
+
+def _reproduce(report: Report, analysis) -> None:
+    res = analysis.results
+    sec = report.section("reproduce", "Timings and reproduction")
+    sec.table(["step", "seconds"], [[k, v] for k, v in res.get("timings", {}).items()])
+    sec.text(f"circuitscope {res['circuitscope_version']}, seed {res['seed']}; every number above is in results.json.")
