@@ -14,6 +14,7 @@ __all__ = ["ORGANISMS", "organism_path"]
 ORGANISMS: dict[str, str] = {
     "circuitscope/ioi": "ioi",
     "circuitscope/attn-only-2l": "attn-only-2l",
+    "circuitscope/planted-induction": "planted-induction",
 }
 
 
@@ -24,6 +25,9 @@ def organism_path(name: str) -> Path:
         raise ValueError(f"unknown organism {name!r}; known organisms: {known}")
     folder = Path(__file__).resolve().parent / ORGANISMS[name]
     if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():
+        if name == "circuitscope/planted-induction":  # hand-set weights: built, not trained
+            raise FileNotFoundError(f"organism {name!r} has no weights in {folder}; build it with "
+                                    f"`python -m circuitscope.organisms.planted --out {folder}`")
         raise FileNotFoundError(
             f"organism {name!r} has no trained weights in {folder}; train it with "
             f"`python -m circuitscope.organisms.train --organism {ORGANISMS[name]} "
