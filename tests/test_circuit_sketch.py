@@ -107,3 +107,26 @@ def test_attn_only_induction_heads_are_the_heads_whose_output_restores_most():
         assert c.records[f"L1H{h}"].role == "induction"
     assert c.records["L0H3"].role == "previous token"
     assert c.records["L0H3"].level == "k@1"
+
+
+def test_planted_induction_circuit_is_recovered_exactly():
+    from circuitscope.circuit.ground_truth import discovery_scores, load_ground_truth
+
+    model = HookedTransformer.from_pretrained("circuitscope/planted-induction")
+    truth = load_ground_truth("circuitscope/planted-induction")
+    task = induction_task(model, seq_len=16, batch=24, corruption="BA", seed=3)
+    c = sketch_circuit(model, task, FAST, progress=False)
+    scores = discovery_scores(c.heads, c.roles, truth)
+    assert scores["precision"] == 1.0 and scores["recall"] == 1.0 and scores["role_accuracy"] == 1.0
+    # the decoys score high on a detector but change nothing, so none is labelled
+    detectors = c.results["detector_previous_token"].values
+    assert detectors[1, 0] > 0.9 and "L1H0" not in c.records
+
+
+def test_discovery_scores_count_misses_and_extras():
+    from circuitscope.circuit.ground_truth import discovery_scores
+
+    truth = {"heads": [[0, 2], [1, 1]], "roles": {"L0H2": "previous token", "L1H1": "induction"}}
+    s = discovery_scores([(1, 1), (1, 3)], {"L1H1": "mover", "L1H3": "feeder"}, truth)
+    assert s["precision"] == 0.5 and s["recall"] == 0.5 and s["role_accuracy"] == 0.0
+    assert s["missed"] == [[0, 2]] and s["extra"] == [[1, 3]]

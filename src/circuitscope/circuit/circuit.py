@@ -77,7 +77,8 @@ class Circuit:
     """The sketch's answer. ``heads`` ``[(layer, head)]`` sorted; ``records`` label -> HeadRecord;
     ``description``: plain sentences saying what the circuit does, generated from the numbers;
     ``results``: every experiment's full result (figure name -> Result); ``baselines``: the task
-    metric on the clean and corrupted prompts."""
+    metric on the clean and corrupted prompts; ``drivers``: for each path-patching result, the
+    senders whose effect was significant (new heads and heads already in the circuit)."""
 
     records: dict[str, HeadRecord]
     edges: list[Edge]
@@ -89,6 +90,7 @@ class Circuit:
     baselines: dict[str, float] = field(default_factory=dict)
     task: str = ""
     seconds: float = 0.0
+    drivers: dict[str, list[tuple[str, Estimate]]] = field(default_factory=dict)  # path result -> senders
 
     @property
     def heads(self) -> list[tuple[int, int]]:
@@ -108,6 +110,7 @@ class Circuit:
             "scores": {r.label: r.score.to_dict() for r in ordered},
             "records": {r.label: r.to_dict() for r in ordered},
             "edges": [e.to_dict() for e in self.edges], "description": list(self.description),
+            "drivers": {k: {label: e.to_dict() for label, e in v} for k, v in self.drivers.items()},
             "thresholds": self.config.to_dict(), "baselines": dict(self.baselines), "task": self.task,
             "seconds": round(self.seconds, 3),
         }

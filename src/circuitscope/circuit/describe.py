@@ -76,14 +76,16 @@ def describe(circuit, attn: Optional[tuple[Any, dict]] = None, split: Optional[d
             name = f"path_{inp}_depth{depth}"
             if name not in circuit.results:
                 continue
-            res = circuit.results[name]
-            found = [r for r in recs if r.level == f"{inp}@{depth}"]
+            found = circuit.drivers.get(name, [])
             whose = "the direct heads'" if depth == 1 else f"the depth-{depth - 1} heads'"
             if found:
-                out.append(f"Heads driving {whose} {_INPUT_WORDS[inp]}: {_names(found)}.")
+                named = ", ".join(f"{label} ({circuit.records[label].role}, {e:.2f})" if label in circuit.records
+                                  else f"{label} ({e:.2f})" for label, e in found)
+                out.append(f"Heads driving {whose} {_INPUT_WORDS[inp]}: {named}.")
             else:
-                out.append(f"No head drives {whose} {_INPUT_WORDS[inp]} above the threshold "
-                           f"(largest |effect| {float(res.values.abs().max()):.3f} < {cfg.path_threshold}).")
+                res = circuit.results[name]
+                out.append(f"No head drives {whose} {_INPUT_WORDS[inp]}: none has |effect| >= {cfg.path_threshold} "
+                           f"with a 95% interval excluding 0 (largest |effect| {float(res.values.abs().max()):.3f}).")
     if "backup" in circuit.results:
         meta = circuit.results["backup"].meta
         backups = [r for r in recs if r.role == "backup"]

@@ -100,6 +100,7 @@ def sketch_circuit(model, task: Task, config: SketchConfig = SketchConfig(), pro
 
         records: dict[str, HeadRecord] = {}
         edges: list[Edge] = []
+        drivers: dict[str, list[tuple[str, Estimate]]] = {}  # path result name -> significant senders
         sig = direct.significant(config.direct_threshold)
         if dla is not None:  # DLA must agree: same sign, its own interval excluding zero
             agree = (torch.sign(dla.values) == -torch.sign(direct.values)) & ((dla.ci[0] > 0) | (dla.ci[1] < 0))
@@ -126,10 +127,11 @@ def sketch_circuit(model, task: Task, config: SketchConfig = SketchConfig(), pro
                 name = f"path_{inp}_depth{depth}"
                 results[name] = eff.as_result(f"Path patching into the {inp} of {', '.join(head_label(*h) for h in frontier)}")
                 mask = eff.significant(config.path_threshold)
+                mask[max(l for l, _ in frontier):] = False  # senders must sit below a receiver
+                drivers[name] = []
                 for layer, head in mask.nonzero().tolist():
-                    if layer >= max(l for l, _ in frontier):
-                        continue
                     e = eff.estimate(layer, head)
+                    drivers[name].append((head_label(layer, head), e))
                     if (layer, head) not in found or abs(e.value) > abs(found[(layer, head)][1].value):
                         found[(layer, head)] = (inp, e)
                     label = head_label(layer, head)
@@ -174,7 +176,7 @@ def sketch_circuit(model, task: Task, config: SketchConfig = SketchConfig(), pro
             rec.evidence.append(Evidence(f"{kind.replace('_', '-')} detector", f"detector_{kind}", _est(det[kind], rec.layer, rec.head)))
     metric = task.patching_metric(model)
     circuit = Circuit(records, edges, [], results, config, model.cfg.n_layers, model.cfg.n_heads,
-                      {"clean": metric.clean_baseline, "corrupted": metric.corrupted_baseline}, task.name)
+                      {"clean": metric.clean_baseline, "corrupted": metric.corrupted_baseline}, task.name, drivers=drivers)
     circuit.description = describe(circuit, attn, split)
     circuit.seconds = time.perf_counter() - t0
     return circuit

@@ -195,6 +195,11 @@ def analyze(model, task: Task, model_name: str = "", options: AnalysisOptions = 
                     figures[f"evaluation_{name}"] = fig
         with steps("results"):
             results["circuit"] = circuit.to_dict()
+            truth = _ground_truth(model_name)
+            if truth is not None:
+                from circuitscope.circuit.ground_truth import discovery_scores
+
+                results["circuit"]["ground_truth"] = discovery_scores(circuit.heads, circuit.roles, truth)
             if out.evaluation is not None:
                 ev = out.evaluation.to_dict()
                 results["circuit"]["evaluation"] = ev
@@ -205,6 +210,17 @@ def analyze(model, task: Task, model_name: str = "", options: AnalysisOptions = 
         steps.bar.close()
         results["timings"] = {**steps.timings, "total": round(time.perf_counter() - t0, 3)}
     return out
+
+
+def _ground_truth(model_name: str):
+    """The model's ``ground_truth.json`` (planted circuits), if it ships one."""
+    from circuitscope.circuit.ground_truth import load_ground_truth
+
+    try:
+        return load_ground_truth(model_name) if model_name else None
+    except (OSError, ValueError) as err:
+        logger.warning("ignoring the ground truth of %s: %s", model_name, err)
+        return None
 
 
 def _ranking(circuit) -> list[tuple[int, int]]:

@@ -114,6 +114,12 @@ def _summary(report: Report, analysis) -> None:
         lo, hi = faith["ci"] or (float("nan"), float("nan"))
         bullets.append(f"Faithfulness: {faith['value']:.1%} [{lo:.1%}, {hi:.1%}] of the model's metric kept with "
                        f"every head outside the circuit ablated.")
+    truth = circuit.get("ground_truth")
+    if truth:
+        bullets.append(f"Against the planted circuit in the model's ground_truth.json: precision {truth['precision']:.2f}, "
+                       f"recall {truth['recall']:.2f}, roles right {truth['role_accuracy']:.2f}"
+                       f"{'; missed ' + str(truth['missed']) if truth['missed'] else ''}"
+                       f"{'; extra ' + str(truth['extra']) if truth['extra'] else ''}.")
     if circuit.get("skipped"):
         bullets.append(circuit["skipped"])
     sec = report.section("summary", "Summary")
@@ -132,9 +138,10 @@ def _evaluation(report: Report, analysis) -> None:
     rows: list[list[Any]] = [["model F(M)", ev.model_value], ["circuit F(C)", ev.circuit_value],
                              ["nothing F(empty)", ev.empty_value], [f"faithfulness ({ev.faithfulness_kind})", ev.faithfulness],
                              ["normalized faithfulness", ev.normalized_faithfulness]]
-    comp = getattr(ev, "completeness", None)
-    if comp is not None and getattr(comp, "worst", None) is not None:
-        rows.append(["incompleteness max_K |F(C\\K) - F(M\\K)|", comp.worst])
+    comp = ev.completeness
+    if comp is not None:
+        rows.append([f"incompleteness max_K |F(C\\K) - F(M\\K)| (worst K = {comp.worst.label}, {comp.worst.kind})",
+                     comp.score])
     curve = getattr(ev, "curve", None)
     if curve is not None:
         rows += [["CPR (area under the faithfulness curve)", curve.cpr], ["CMD (area between curve and 1)", curve.cmd]]
