@@ -41,3 +41,24 @@ def test_per_prompt_needs_a_task_metric(setup):
     model, task = setup
     with pytest.raises(ValueError, match="scores prompts one by one"):
         patching.path_patch(model, task, metric=lambda logits: logits[:, -1, 0].mean(), per_prompt=True, progress=False)
+
+
+def test_negative_receiver_positions_count_from_the_batch_end():
+    from circuitscope.tasks import induction_task
+
+    model = HookedTransformer.from_pretrained("circuitscope/attn-only-2l")
+    task = induction_task(model, seq_len=8, batch=6, corruption="BA")
+    last = patching.path_patch(model, task, [(1, 2)], "q", positions=-1, progress=False)
+    end = patching.path_patch(model, task, [(1, 2)], "q", positions="end", progress=False)
+    torch.testing.assert_close(last.values, end.values, atol=1e-6, rtol=0)
+    width = task.clean_tokens.shape[1]
+    early = patching.path_patch(model, task, [(1, 2)], "v", positions=3 - width, progress=False)
+    same = patching.path_patch(model, task, [(1, 2)], "v", positions=3, progress=False)
+    torch.testing.assert_close(early.values, same.values, atol=1e-6, rtol=0)
+    assert early.values.abs().max() > 1e-3
+
+
+def test_receiver_positions_in_the_padding_are_refused(setup):
+    model, task = setup  # IOI prompts of different lengths, right-padded
+    with pytest.raises(ValueError, match="outside its .* real tokens.*positions='end'"):
+        patching.path_patch(model, task, [(3, 3)], "q", positions=-1, progress=False)

@@ -85,14 +85,22 @@ class Result:
             return "/".join(parts[:-2] + [parts[-2] + parts[-1]])
         return "/".join(parts)
 
-    def top(self, k: int = 10, by_abs: bool = True) -> list[tuple[str, float, Optional[tuple[float, float]]]]:
-        """The k largest entries as ``(label, value, (low, high) or None)``."""
+    def top_indices(self, k: int = 10, by_abs: bool = True) -> list[tuple[int, ...]]:
+        """The indices of the k largest entries, e.g. ``[(3, 3), (3, 0)]`` for a ``[layer, head]``
+        result: ready for ``path_patch(receivers=...)``, ``ablated(heads=...)``."""
         flat = self.values.flatten().float()
         key = flat.abs() if by_abs else flat
         order = key.argsort(descending=True)[: max(0, k)]
+        return [tuple(int(x) for x in torch.unravel_index(torch.tensor(i), self.values.shape)) for i in order.tolist()]
+
+    def top(self, k: int = 10, by_abs: bool = True) -> list[tuple[str, float, Optional[tuple[float, float]]]]:
+        """The k largest entries as ``(label, value, (low, high) or None)`` (indices: :meth:`top_indices`)."""
+        flat = self.values.flatten().float()
         out = []
-        for i in order.tolist():
-            index = [int(x) for x in torch.unravel_index(torch.tensor(i), self.values.shape)]
+        for index in self.top_indices(k, by_abs):
+            i = 0
+            for d, n in zip(index, self.values.shape):  # row-major flat index
+                i = i * n + d
             ci = None
             if self.ci is not None:
                 ci = (float(self.ci[0].flatten()[i]), float(self.ci[1].flatten()[i]))
@@ -145,7 +153,15 @@ class Result:
         return out
 
     def save(self, path) -> Path:
-        """Write the result as JSON (atomically: a reader never sees a half-written file)."""
+        """Write the result as JSON (atomically: a reader never sees a half-written file).
+
+        A figure suffix (``.html``, ``.png``, ``.svg``, ``.pdf``) saves ``self.plot()`` instead."""
+        suffix = Path(path).suffix.lower()
+        if suffix in (".html", ".png", ".svg", ".pdf"):
+            return self.plot().save(path)
+        if suffix not in (".json", ""):
+            raise ValueError(f"cannot save a result as {suffix!r}: use .json for the numbers, or .html/.png/.svg/.pdf "
+                             f"for its figure")
         return write_json_atomic(path, self.to_dict())
 
     @classmethod

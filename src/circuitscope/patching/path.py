@@ -46,6 +46,16 @@ def _receiver_rows(task, positions, width: int, batch: int) -> torch.Tensor:
         pos = pos.expand(batch)
     if tuple(pos.shape) != (batch,):
         raise ValueError(f"positions must be a label, an int or one position per prompt [{batch}], got {tuple(pos.shape)}")
+    full = task.clean_tokens.shape[1]
+    pos = torch.where(pos < 0, pos + full, pos)  # -1 = the last position of the batch, as in TransformerLens
+    real = task.answer_pos.to(pos.device)  # each prompt's last real token
+    outside = ((pos < 0) | (pos > real)).nonzero().flatten().tolist()
+    if outside:
+        i = outside[0]
+        raise ValueError(
+            f"receiver position {int(pos[i])} of prompt {i} is outside its {int(real[i]) + 1} real tokens "
+            f"(the batch is right-padded to {full}); use positions='end' for each prompt's last token"
+        )
     return pos[:, None]
 
 
