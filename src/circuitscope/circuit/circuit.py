@@ -152,5 +152,14 @@ class Circuit:
         out["circuit_diagram"] = self.diagram()
         return out
 
+    def ranking(self) -> list[tuple[int, int]]:
+        """Every head, most important first, as the sketch sees it: the circuit's heads by |score|,
+        then the rest by |head output patching effect| (the order a faithfulness curve adds them)."""
+        inside = sorted(self.records.values(), key=lambda r: -abs(r.score.value))
+        order = [(r.layer, r.head) for r in inside]
+        effect = self.results["head_output_patching"].values.abs()  # [layer, head]
+        rest = [divmod(i, self.n_heads) for i in effect.flatten().argsort(descending=True).tolist()]
+        return order + [h for h in rest if h not in set(order)]
+
     def record(self, layer: int, head: int) -> Optional[HeadRecord]:
         return self.records.get(head_label(layer, head))

@@ -187,7 +187,7 @@ def analyze(model, task: Task, model_name: str = "", options: AnalysisOptions = 
                 figures["attention_circuit"] = _attention(model, task, circuit.heads, options.attention_prompts)
         with steps("circuit evaluation"):
             if circuit.heads:
-                ranking = _ranking(circuit)
+                ranking = circuit.ranking()
                 evaluation = evaluate_circuit(model, task, circuit.heads, method=options.ablation, ranking=ranking,
                                               ci=ci, seed=options.seed, progress=options.progress)
                 out.evaluation = evaluation
@@ -221,14 +221,6 @@ def _ground_truth(model_name: str):
     except (OSError, ValueError) as err:
         logger.warning("ignoring the ground truth of %s: %s", model_name, err)
         return None
-
-
-def _ranking(circuit) -> list[tuple[int, int]]:
-    """Every head, most important first by |head output patching effect| (for the curve)."""
-    effect = circuit.results["head_output_patching"].values.abs()  # [layer, head]
-    order = effect.flatten().argsort(descending=True).tolist()
-    n_heads = effect.shape[1]
-    return [(i // n_heads, i % n_heads) for i in order]
 
 
 def _attention(model, task: Task, heads, n: int):
