@@ -159,3 +159,40 @@ def browser(tmp_path_factory):
         context.route("**/*", route)
         yield context
         context.close()
+
+
+@pytest.fixture()
+def open_page(browser):
+    """Open a saved HTML file; yields (page, errors). Checks afterwards that nothing was fetched."""
+    pages = []
+
+    def opener(path):
+        page = browser.new_page()
+        errors = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(path.as_uri())
+        page.wait_for_load_state("load")
+        pages.append(page)
+        return page, errors
+
+    before = len(browser.network_attempts)
+    yield opener
+    for page in pages:
+        page.close()
+    assert browser.network_attempts[before:] == []
+
+
+@pytest.fixture(scope="module")
+def small_random_model(tiny_tokenizer):
+    """A 2-layer random model on the tiny tokenizer, weights large enough (std 0.3) that every
+    ablation visibly moves the logits."""
+    from circuitscope import HookedTransformer, TransformerConfig
+
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        cfg = TransformerConfig(n_layers=2, d_model=24, n_heads=4, d_head=6, d_vocab=len(tiny_tokenizer),
+                                n_ctx=32, d_mlp=48)
+        model = HookedTransformer(cfg, tokenizer=tiny_tokenizer)
+        model.init_weights(std=0.3)
+    return model

@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from circuitscope import HookedTransformer, TransformerConfig
 from circuitscope.analysis import head_attribution
 from circuitscope.patching.ablation import Ablation, ablate, ablated, backup_heads
 from circuitscope.tasks import ioi_task
@@ -17,14 +16,8 @@ def dla(model, cache, task):
 
 
 @pytest.fixture(scope="module")
-def model(tiny_tokenizer):
-    with torch.random.fork_rng():
-        torch.manual_seed(3)
-        cfg = TransformerConfig(n_layers=2, d_model=24, n_heads=4, d_head=6, d_vocab=len(tiny_tokenizer),
-                                n_ctx=32, d_mlp=48)
-        model = HookedTransformer(cfg, tokenizer=tiny_tokenizer)
-        model.init_weights(std=0.3)  # large enough that every ablation visibly moves the logits
-        return model
+def model(small_random_model):
+    return small_random_model
 
 
 @pytest.fixture(scope="module")

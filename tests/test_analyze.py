@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -49,33 +48,22 @@ def test_default_run_writes_report_results_and_pngs(fast_run):
 
 
 @pytest.mark.browser
-def test_report_renders_in_headless_chromium(fast_run, browser, tmp_path):
+def test_report_renders_in_headless_chromium(fast_run, open_page, tmp_path):
     out, res = fast_run
-    page = browser.new_page()
-    errors = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    before = len(browser.network_attempts)
-    try:
-        page.goto((out / "report.html").as_uri())
-        page.wait_for_load_state("load")
-        plots = page.locator(".plotly-graph-div")
-        n = plots.count()
-        assert n >= 20
-        page.wait_for_function("() => [...document.querySelectorAll('.plotly-graph-div')]"
-                               ".every(d => d.querySelector('svg.main-svg'))", timeout=60_000)
-        diagram = page.locator("svg.cs-diagram")
-        assert diagram.count() == 1
-        assert diagram.locator("g.cs-node").count() == len(res["circuit"]["heads"])
-        assert diagram.locator("g.cs-edge").count() == len(res["circuit"]["edges"])
-        assert page.locator(".csv-attn").count() == 1
-        page.screenshot(path=tmp_path / "report.png", full_page=True)
-        diagram.screenshot(path=tmp_path / "diagram.png")
-        assert (tmp_path / "report.png").stat().st_size > 100_000
-        assert errors == []
-    finally:
-        page.close()
-    assert browser.network_attempts[before:] == []
+    page, errors = open_page(out / "report.html")
+    plots = page.locator(".plotly-graph-div")
+    assert plots.count() >= 20
+    page.wait_for_function("() => [...document.querySelectorAll('.plotly-graph-div')]"
+                           ".every(d => d.querySelector('svg.main-svg'))", timeout=60_000)
+    diagram = page.locator("svg.cs-diagram")
+    assert diagram.count() == 1
+    assert diagram.locator("g.cs-node").count() == len(res["circuit"]["heads"])
+    assert diagram.locator("g.cs-edge").count() == len(res["circuit"]["edges"])
+    assert page.locator(".csv-attn").count() == 1
+    page.screenshot(path=tmp_path / "report.png", full_page=True)
+    diagram.screenshot(path=tmp_path / "diagram.png")
+    assert (tmp_path / "report.png").stat().st_size > 100_000
+    assert errors == []
 
 
 def test_a_task_the_model_cannot_do_stops_after_the_baselines(tmp_path):

@@ -21,26 +21,6 @@ from circuitscope import plot
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture()
-def open_page(browser):
-    """Open a saved HTML file; yields (page, errors). Checks afterwards that nothing was fetched."""
-    pages = []
-
-    def opener(path):
-        page = browser.new_page()
-        errors = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(path.as_uri())
-        page.wait_for_load_state("load")
-        pages.append(page)
-        return page, errors
-
-    before = len(browser.network_attempts)
-    yield opener
-    for page in pages:
-        page.close()
-    assert browser.network_attempts[before:] == []
 
 
 def test_heatmap_renders_and_hover_shows_the_head(open_page, tmp_path):

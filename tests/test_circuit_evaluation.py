@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from circuitscope import HookedTransformer, TransformerConfig
+from circuitscope import HookedTransformer
 from circuitscope.analysis.bootstrap import Bootstrap
 from circuitscope.circuit.completeness import completeness, minimality
 from circuitscope.circuit.curve import curve_areas, curve_sizes, faithfulness_curve
@@ -48,14 +48,8 @@ def ioi(ioi_model):
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_tokenizer):
-    with torch.random.fork_rng():
-        torch.manual_seed(3)
-        cfg = TransformerConfig(n_layers=2, d_model=24, n_heads=4, d_head=6, d_vocab=len(tiny_tokenizer),
-                                n_ctx=32, d_mlp=48)
-        model = HookedTransformer(cfg, tokenizer=tiny_tokenizer)
-        model.init_weights(std=0.3)  # large enough that every ablation visibly moves the logits
-    return model
+def tiny(small_random_model):
+    return small_random_model
 
 
 @pytest.fixture(scope="module")

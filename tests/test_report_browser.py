@@ -62,50 +62,40 @@ def synthetic_report() -> Report:
     return report
 
 
-def test_report_renders_offline(browser, tmp_path):
+def test_report_renders_offline(open_page, tmp_path):
     paths = write_outputs(tmp_path / "out", synthetic_report(), {"ok": True}, progress=False)
-    page = browser.new_page()
-    errors = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    before = len(browser.network_attempts)
-    try:
-        page.goto(paths["report"].as_uri())
-        page.wait_for_load_state("load")
-        assert page.get_attribute('meta[name="circuitscope-report"]', "content") == "complete"
+    page, errors = open_page(paths["report"])
+    assert page.get_attribute('meta[name="circuitscope-report"]', "content") == "complete"
 
-        plots = page.locator(".plotly-graph-div")
-        assert plots.count() == 4
-        page.wait_for_function("() => [...document.querySelectorAll('.plotly-graph-div')]"
-                               ".every(d => d.querySelector('svg.main-svg'))", timeout=15_000)
-        for i in range(4):  # each drew its own plot, not an empty frame
-            assert plots.nth(i).locator("svg.main-svg").count() >= 1
-            assert plots.nth(i).locator(".trace, .heatmaplayer image").count() >= 1
-        assert page.locator("#plot-dla_heads .heatmaplayer image").count() == 1
-        assert page.locator("#plot-logit_lens .scatterlayer .trace").count() == 2  # band + line
+    plots = page.locator(".plotly-graph-div")
+    assert plots.count() == 4
+    page.wait_for_function("() => [...document.querySelectorAll('.plotly-graph-div')]"
+                           ".every(d => d.querySelector('svg.main-svg'))", timeout=15_000)
+    for i in range(4):  # each drew its own plot, not an empty frame
+        assert plots.nth(i).locator("svg.main-svg").count() >= 1
+        assert plots.nth(i).locator(".trace, .heatmaplayer image").count() >= 1
+    assert page.locator("#plot-dla_heads .heatmaplayer image").count() == 1
+    assert page.locator("#plot-logit_lens .scatterlayer .trace").count() == 2  # band + line
 
-        views = page.locator(".csv-attn")
-        assert views.count() == 2
-        assert views.nth(0).locator("rect.csv-cell").count() == 25 and views.nth(1).locator("rect.csv-cell").count() == 16
-        assert views.nth(0).locator(".csv-head canvas").count() == 2 and views.nth(1).locator(".csv-head canvas").count() == 2
-        assert views.nth(0).locator(".csv-token").all_text_contents() == ["<bos>", " A", " <B>", " A", " &"]
-        # hovering a token in the second view changes that view only
-        first_info = views.nth(0).locator(".csv-info").text_content()
-        views.nth(1).locator(".csv-token").nth(3).hover()
-        assert views.nth(1).locator(".csv-info").text_content().startswith('L1H0: " x"_3 attends most to')
-        assert views.nth(0).locator(".csv-info").text_content() == first_info
+    views = page.locator(".csv-attn")
+    assert views.count() == 2
+    assert views.nth(0).locator("rect.csv-cell").count() == 25 and views.nth(1).locator("rect.csv-cell").count() == 16
+    assert views.nth(0).locator(".csv-head canvas").count() == 2 and views.nth(1).locator(".csv-head canvas").count() == 2
+    assert views.nth(0).locator(".csv-token").all_text_contents() == ["<bos>", " A", " <B>", " A", " &"]
+    # hovering a token in the second view changes that view only
+    first_info = views.nth(0).locator(".csv-info").text_content()
+    views.nth(1).locator(".csv-token").nth(3).hover()
+    assert views.nth(1).locator(".csv-info").text_content().startswith('L1H0: " x"_3 attends most to')
+    assert views.nth(0).locator(".csv-info").text_content() == first_info
 
-        diagram = page.locator("svg.cs-diagram")
-        assert diagram.count() == 1
-        assert diagram.locator("g.cs-node").count() == len(NODES) and diagram.locator("g.cs-logits").count() == 1
-        assert diagram.locator("g.cs-edge").count() == len(EDGES)
-        assert diagram.locator("g.cs-node").nth(3).bounding_box()["height"] > 20  # laid out, visible
+    diagram = page.locator("svg.cs-diagram")
+    assert diagram.count() == 1
+    assert diagram.locator("g.cs-node").count() == len(NODES) and diagram.locator("g.cs-logits").count() == 1
+    assert diagram.locator("g.cs-edge").count() == len(EDGES)
+    assert diagram.locator("g.cs-node").nth(3).bounding_box()["height"] > 20  # laid out, visible
 
-        page.mouse.move(0, 0)
-        page.screenshot(path=tmp_path / "report.png", full_page=True)
-        diagram.screenshot(path=tmp_path / "diagram.png")
-        assert (tmp_path / "report.png").stat().st_size > 50_000
-        assert errors == []
-    finally:
-        page.close()
-    assert browser.network_attempts[before:] == []
+    page.mouse.move(0, 0)
+    page.screenshot(path=tmp_path / "report.png", full_page=True)
+    diagram.screenshot(path=tmp_path / "diagram.png")
+    assert (tmp_path / "report.png").stat().st_size > 50_000
+    assert errors == []

@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -24,7 +24,6 @@ from tqdm.auto import tqdm
 from circuitscope.analysis.bootstrap import Bootstrap
 from circuitscope.circuit.estimate import Estimate, estimate_mean
 from circuitscope.circuit.roles import SketchConfig
-from circuitscope.results import Result
 from circuitscope.tasks.task import Task
 
 __all__ = ["AnalysisOptions", "Analysis", "analyze", "SWEEPS"]
