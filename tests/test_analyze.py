@@ -87,6 +87,7 @@ def _exit_code(argv) -> int:
     (["--model", "/nonexistent/model-folder"], "/nonexistent/model-folder"),
     (["--ablation", "median"], "invalid choice"),
     (["--direct-threshold", "-1"], "must be a positive number"),
+    (["--task", "/tmp"], "is a folder; give a task name"),
 ])
 def test_cli_errors_are_one_line(args, message, tmp_path, capsys):
     code = _exit_code(["analyze", *args, "--out", str(tmp_path / "o"), "--no-progress"])
@@ -129,3 +130,15 @@ def test_models_and_tasks_list_what_is_available(capsys):
             main([cmd, "--help"])
         assert exit_info.value.code == 0
         assert "usage: circuitscope " + cmd in capsys.readouterr().out
+
+
+def test_out_must_be_a_folder_and_a_rerun_replaces_the_report(tmp_path, capsys):
+    afile = tmp_path / "file.txt"
+    afile.write_text("x")
+    assert _exit_code(["analyze", "--out", str(afile), "--no-progress"]) == 2
+    assert "is a file; give a folder" in capsys.readouterr().err
+    out = tmp_path / "again"
+    for _ in range(2):  # the second run into the same folder replaces the first one's files
+        assert main(["analyze", "--task", "speaker", "--fast", "--out", str(out), "--no-progress"]) == 0
+    assert COMPLETE in (out / "report.html").read_text()[-200:]
+    assert not [p for p in out.iterdir() if p.name.startswith(".staging")]

@@ -27,14 +27,17 @@ def test_direct_heads_are_movers_or_suppressors_by_which_answer_they_move():
     assert role("direct", correct=Estimate(3.0, (2.5, 3.5)), incorrect=Estimate(-0.5, (-0.9, -0.1))) == "mover"
     assert role("direct", correct=Estimate(0.5, (0.1, 0.9)), incorrect=Estimate(-3.0, (-3.5, -2.5))) == "suppressor"
     # lowering the incorrect answer must itself be significant to call a head a suppressor
-    assert role("direct", correct=Estimate(0.2, (-0.5, 0.9)), incorrect=Estimate(-1.0, (-2.5, 0.3))) == "mover"
+    # neither answer's logit moves significantly on its own: no mover/suppressor label
+    assert role("direct", correct=Estimate(0.2, (-0.5, 0.9)), incorrect=Estimate(-1.0, (-2.5, 0.3))) == "direct"
+    # both move, lowering dominates only in the point estimate of a small share: mover
+    assert role("direct", correct=Estimate(2.0, (1.5, 2.5)), incorrect=Estimate(-0.5, (-0.9, -0.1))) == "mover"
     assert role("direct", effect=HURTS, correct=Estimate(-2.0, (-2.5, -1.5)), incorrect=Estimate(0.1, (0.0, 0.2))) == "negative mover"
-    assert role("direct") == "mover"  # no answer split (span task): plain mover
+    assert role("direct") == "direct"  # no answer split (span task): writes directly, mechanism unnamed
 
 
 def test_detectors_name_roles_only_with_a_confident_score():
     assert role("direct", induction=STRONG) == "induction"
-    assert role("direct", induction=NOISY) == "mover"  # the interval's low end is under 0.8 x threshold
+    assert role("direct", induction=NOISY) == "direct"  # the interval's low end is under 0.8 x threshold
     assert role("k", previous_token=STRONG, duplicate_token=WEAK) == "previous token"
     assert role("v", duplicate_token=STRONG) == "duplicate token"
     assert role("v", duplicate_token=NOISY) == "feeder"
@@ -130,3 +133,17 @@ def test_discovery_scores_count_misses_and_extras():
     s = discovery_scores([(1, 1), (1, 3)], {"L1H1": "mover", "L1H3": "feeder"}, truth)
     assert s["precision"] == 0.5 and s["recall"] == 0.5 and s["role_accuracy"] == 0.0
     assert s["missed"] == [[0, 2]] and s["extra"] == [[1, 3]]
+
+
+def test_a_task_the_model_fails_is_refused():
+    model = HookedTransformer.from_pretrained("circuitscope/ioi")
+    task = ioi_task(model, N=8, seed=0)
+    task.answer_tokens = task.answer_tokens.flip(1)  # (incorrect, correct): clean now scores below corrupted
+    with pytest.raises(ValueError, match="does not do this task.*clean must be higher"):
+        sketch_circuit(model, task, FAST, progress=False)
+
+
+def test_untouched_heads_have_exactly_zero_effect(ioi_circuit):
+    # senders in the receivers' layer or later cannot reach them: paired effect exactly 0, interval [0, 0]
+    res = ioi_circuit.results["path_q_depth1"]
+    assert bool((res.values[3] == 0).all()) and bool((res.ci[0][3] == 0).all() and (res.ci[1][3] == 0).all())

@@ -238,9 +238,10 @@ def test_writer_writes_everything_and_results_round_trip(tmp_path):
         "nested": {"k": [1, 2.5, None]}}
     assert COMPLETE_MARKER in (out / "report.html").read_text()
     assert oct((out / "report.html").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
-    # the default figure set is the report's named items
+    # the default figure set is the report's named items; an earlier run's other PNGs go
     write_outputs(out, small_report(), {}, progress=False)
     assert (out / "figures" / "diagram.png").stat().st_size > 1000
+    assert not (out / "figures" / "a.png").exists() and not (out / "figures" / "b.png").exists()
     with pytest.raises(TypeError, match=r"results\['bad'\]\[0\]: cannot write a object"):
         write_outputs(out, small_report(), {"bad": [object()]}, progress=False)
 

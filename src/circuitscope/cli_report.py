@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from circuitscope.cli import CLIError, _table, check_device, check_out, command, positive_float, positive_int
+from pathlib import Path
+
+from circuitscope.cli import CLIError, _table, check_device, command, positive_float, positive_int
 
 
 def _analyze_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,11 +47,12 @@ def analyze(args: argparse.Namespace) -> dict:
     from circuitscope.tasks.registry import TASKS, build_task
 
     device = check_device(args.device)
-    check_out(args.out)
+    _check_out_folder(args.out)
     spec = TASKS.get(args.task)
     if spec is None:
-        from pathlib import Path
-
+        if Path(args.task).is_dir():
+            raise CLIError(f"--task {args.task!r} is a folder; give a task name ({', '.join(TASKS)}) or a "
+                           f".jsonl/.csv task file")
         if not Path(args.task).is_file():
             raise CLIError(f"--task {args.task!r}: not one of {', '.join(TASKS)} and no such task file "
                            f"(see `circuitscope tasks`)")
@@ -69,14 +72,28 @@ def analyze(args: argparse.Namespace) -> dict:
     print(f"{task.name} on {model_name}: {len(task)} prompts, {result.results['timings']['total']:.1f} s")
     if circuit.get("heads"):
         print(_table([(k, v) for k, v in circuit["roles"].items()], ("head", "role")))
-        faith = circuit.get("faithfulness")
-        if faith:
-            lo, hi = faith["ci"]
-            print(f"faithfulness {faith['value']:.1%} [{lo:.1%}, {hi:.1%}] ({args.ablation} ablation outside the circuit)")
+        faith = circuit.get("faithfulness") or {}
+        if faith.get("value") is not None:
+            lo, hi = faith.get("ci") or (None, None)
+            interval = f" [{lo:.1%}, {hi:.1%}]" if lo is not None and hi is not None else ""
+            print(f"faithfulness {faith['value']:.1%}{interval} ({args.ablation} ablation outside the circuit)")
     elif circuit.get("skipped"):
         print(circuit["skipped"])
     print(f"wrote {paths['report']}")
     return result.results
+
+
+def _check_out_folder(out: str) -> None:
+    """``--out`` must be a folder (existing or not) where report.html can be written."""
+    from circuitscope.io import check_writable
+
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise CLIError(f"--out {out} is a file; give a folder for report.html, results.json and figures/")
+    try:
+        check_writable(path / "report.html")
+    except OSError as err:
+        raise CLIError(f"--out: {err}") from None
 
 
 def _no_arguments(p: argparse.ArgumentParser) -> None:

@@ -153,9 +153,10 @@ class Circuit:
         return out
 
     def ranking(self) -> list[tuple[int, int]]:
-        """Every head, most important first, as the sketch sees it: the circuit's heads by |score|,
-        then the rest by |head output patching effect| (the order a faithfulness curve adds them)."""
-        inside = sorted(self.records.values(), key=lambda r: -abs(r.score.value))
+        """Every head, most important first, as the sketch sees it: the circuit's heads by |score|
+        (a fraction of the clean-corrupted gap; backup heads, scored in logits, after them), then the
+        rest by |head output patching effect| (the order a faithfulness curve adds them)."""
+        inside = sorted(self.records.values(), key=lambda r: (r.level == "backup", -abs(r.score.value)))
         order = [(r.layer, r.head) for r in inside]
         effect = self.results["head_output_patching"].values.abs()  # [layer, head]
         rest = [divmod(i, self.n_heads) for i in effect.flatten().argsort(descending=True).tolist()]

@@ -47,13 +47,20 @@ def describe(circuit, attn: Optional[tuple[Any, dict]] = None, split: Optional[d
     direct = [r for r in recs if r.level == "direct"]
     if not direct:
         res = circuit.results["direct_path"]
-        out.append(f"No head writes the answer directly: the largest |direct-path effect| is "
-                   f"{float(res.values.abs().max()):.3f}, under the threshold {cfg.direct_threshold}.")
+        big = int((res.values.abs() >= cfg.direct_threshold).sum())
+        if big:
+            why = "their interval includes 0 or their direct logit attribution disagrees" if split is not None \
+                else "their interval includes 0"
+            out.append(f"No head writes the answer directly: {big} head(s) reach |direct-path effect| >= "
+                       f"{cfg.direct_threshold} (largest {float(res.values.abs().max()):.3f}), but {why}.")
+        else:
+            out.append(f"No head writes the answer directly: the largest |direct-path effect| is "
+                       f"{float(res.values.abs().max()):.3f}, under the threshold {cfg.direct_threshold}.")
     else:
         out.append(f"Heads that write the answer directly (direct-path effect, fraction of the clean-corrupted "
                    f"gap; negative = the head helps): {_names(direct)}.")
         if attn is not None:
-            out += [s for r in direct if r.role in ("mover", "suppressor", "negative mover")
+            out += [s for r in direct if r.role in ("mover", "suppressor", "direct", "negative mover")
                     for s in [_attention_sentence(r, attn)] if s]
         helpers = [r for r in direct if r.score.value < 0]
         total = sum(-r.score.value for r in helpers)
@@ -63,9 +70,10 @@ def describe(circuit, attn: Optional[tuple[Any, dict]] = None, split: Optional[d
             top = max(shares, key=shares.get)
             heads = ", ".join(r.label for r in helpers if r.role == top)
             if top == "suppressor" and shares[top] > 0.5:
+                contrast = (", unlike GPT-2 small's name movers, which copy the indirect object"
+                            if circuit.task.startswith("ioi") else "")
                 out.append(f"Most of the direct effect ({shares[top]:.0%}) comes through suppressors ({heads}): "
-                           f"they push the incorrect answer down rather than copying the correct one up, "
-                           f"unlike GPT-2 small's name movers, which copy the indirect object.")
+                           f"they push the incorrect answer down rather than copying the correct one up{contrast}.")
             elif top == "mover" and shares[top] > 0.5:
                 out.append(f"Most of the direct effect ({shares[top]:.0%}) comes through movers ({heads}) "
                            f"that raise the correct answer's logit.")
@@ -85,12 +93,14 @@ def describe(circuit, attn: Optional[tuple[Any, dict]] = None, split: Optional[d
             else:
                 res = circuit.results[name]
                 out.append(f"No head drives {whose} {_INPUT_WORDS[inp]}: none has |effect| >= {cfg.path_threshold} "
-                           f"with a 95% interval excluding 0 (largest |effect| {float(res.values.abs().max()):.3f}).")
+                           f"with a {cfg.confidence:.0%} interval excluding 0 "
+                           f"(largest |effect| {float(res.values.abs().max()):.3f}).")
     if "backup" in circuit.results:
         meta = circuit.results["backup"].meta
         backups = [r for r in recs if r.role == "backup"]
-        moved = (f"Knocking out the direct heads ({cfg.ablation} ablation) moves the logit difference from "
-                 f"{meta['logit_diff_before']:.3g} to {meta['logit_diff_after']:.3g}")
+        knocked = ", ".join(f"L{l}H{h}" for l, h in meta["knocked_out"])
+        moved = (f"Knocking out the direct heads that help ({knocked}; {cfg.ablation} ablation) moves the logit "
+                 f"difference from {meta['logit_diff_before']:.3g} to {meta['logit_diff_after']:.3g}")
         if backups:
             out.append(f"{moved}; these heads take over part of the work (DLA rise): {_names(backups)}.")
         else:

@@ -72,7 +72,7 @@ def estimate_of_means(
     """``combine(means)`` of several per-prompt scores over the *same* prompts, e.g. a ratio of
     two means, with the interval from resampling the prompts jointly (one set of resampled
     prompts feeds every mean, so correlated numerators and denominators stay paired)."""
-    xs = [torch.as_tensor(x).detach().double().flatten() for x in per_prompt]
+    xs = [torch.as_tensor(x).detach().double().flatten().cpu() for x in per_prompt]  # intervals on the CPU
     n = xs[0].shape[0]
     if n == 0 or any(x.shape[0] != n for x in xs):
         raise ValueError(f"every per-prompt score needs the same, non-zero number of prompts; got {[x.shape[0] for x in xs]}")

@@ -1,8 +1,8 @@
 """The experiments a circuit sketch reads, each returning per-head numbers with paired intervals.
 
 Patching effects are reported as *paired* differences: prompt by prompt, the patched run's
-normalised metric minus the unpatched run's, averaged over prompts, with a bootstrap interval
-over prompts. Pairing removes the prompt-to-prompt spread of the metric itself, so a head that
+normalised metric minus the unpatched run's (as the same patching run computed it), averaged
+over prompts, with a bootstrap interval over prompts. Pairing removes the prompt-to-prompt spread of the metric itself, so a head that
 changes nothing gets exactly 0 with the interval [0, 0], and a small real effect is not drowned
 by how much the prompts differ from each other.
 """
@@ -75,10 +75,17 @@ def metric_per_prompt(model, task: Task, metric, corrupted: bool = False, batch:
     return readout.per_prompt(torch.cat(parts)[None])[0].float()  # [prompt]
 
 
-def paired_effects(name: str, result: Result, base: Float[Tensor, "prompt"], ci: Bootstrap) -> HeadEffect:
-    """Effects ``[layer, head]`` = mean over prompts of (patched - unpatched), with intervals."""
+def paired_effects(name: str, result: Result, base: Optional[Float[Tensor, "prompt"]], ci: Bootstrap) -> HeadEffect:
+    """Effects ``[layer, head]`` = mean over prompts of (patched - unpatched), with intervals.
+
+    The unpatched values are the ones the patching run itself computed (``result.base_per_prompt``),
+    so a patch that changes nothing differs by exactly 0; ``base`` is the fallback."""
     if result.per_prompt is None:
         raise ValueError(f"{name}: the patching result has no per-prompt values")
+    own = getattr(result, "base_per_prompt", None)
+    base = own if own is not None else base
+    if base is None:
+        raise ValueError(f"{name}: no unpatched per-prompt values to pair the patched ones with")
     diff = result.per_prompt.float() - base.to(result.per_prompt.device)[:, None, None]  # [prompt, layer, head]
     values = diff.mean(0)
     low, high = bootstrap_ci(diff, ci.n_resamples, ci.confidence, ci.make_generator())
@@ -88,6 +95,13 @@ def paired_effects(name: str, result: Result, base: Float[Tensor, "prompt"], ci:
     return HeadEffect(name, values, low, high, result)
 
 
+def _fallback(result, model, task: Task, metric, corrupted: bool = False):
+    """The unpatched per-prompt metric, recomputed only when the patching run did not keep it."""
+    if getattr(result, "base_per_prompt", None) is not None:
+        return None
+    return metric_per_prompt(model, task, metric, corrupted=corrupted)
+
+
 def direct_effects(model, task: Task, ci: Bootstrap, progress: bool = False) -> HeadEffect:
     """Each head's effect through its *direct* path to the logits (path patching into the final
     residual stream, noising): negative = the head's clean output helps the behaviour directly."""
@@ -95,7 +109,7 @@ def direct_effects(model, task: Task, ci: Bootstrap, progress: bool = False) -> 
 
     metric = task.patching_metric(model, convention="ioi")
     result = path_patch(model, task, "resid", "resid", metric=metric, per_prompt=True, ci=False, progress=progress)
-    return paired_effects("direct path to the logits", result, metric_per_prompt(model, task, metric), ci)
+    return paired_effects("direct path to the logits", result, _fallback(result, model, task, metric), ci)
 
 
 def path_effects(model, task: Task, receivers: Sequence[tuple[int, int]], receiver_input: str, ci: Bootstrap,
@@ -108,7 +122,7 @@ def path_effects(model, task: Task, receivers: Sequence[tuple[int, int]], receiv
     result = path_patch(model, task, list(receivers), receiver_input, metric=metric, per_prompt=True, ci=False,
                         progress=progress)
     names = ", ".join(f"L{l}H{h}" for l, h in receivers)
-    return paired_effects(f"path into {receiver_input} of {names}", result, metric_per_prompt(model, task, metric), ci)
+    return paired_effects(f"path into {receiver_input} of {names}", result, _fallback(result, model, task, metric), ci)
 
 
 def total_effects(model, task: Task, ci: Bootstrap, progress: bool = False) -> HeadEffect:
@@ -118,7 +132,7 @@ def total_effects(model, task: Task, ci: Bootstrap, progress: bool = False) -> H
 
     metric = task.patching_metric(model)
     result = sweep(model, task, "z", by="all", metric=metric, per_prompt=True, ci=False, progress=progress)
-    return paired_effects("head output patching", result, metric_per_prompt(model, task, metric, corrupted=True), ci)
+    return paired_effects("head output patching", result, _fallback(result, model, task, metric, corrupted=True), ci)
 
 
 def answer_split(model, task: Task, ci: Bootstrap) -> dict[str, Result]:

@@ -10,6 +10,8 @@ Roles:
 
 * ``mover``: writes the answer directly and mostly by raising the correct answer (GPT-2's name movers);
 * ``suppressor``: writes the answer directly, mostly by *lowering* the incorrect answer;
+* ``direct``: writes the answer directly, but neither answer's logit moves significantly on its
+  own (or the task has no answer pair to split, e.g. a span metric);
 * ``negative mover``: writes directly *against* the answer;
 * ``induction``: writes the answer directly and is an induction head by the detector;
 * ``inhibition``: drives the direct heads' queries (IOI's S-inhibition heads);
@@ -28,7 +30,7 @@ from circuitscope.circuit.estimate import Estimate
 
 __all__ = ["ROLES", "DETECTOR_ROLES", "SketchConfig", "HeadFacts", "assign_role", "detector_matches"]
 
-ROLES = ("mover", "suppressor", "negative mover", "induction", "inhibition", "previous token",
+ROLES = ("mover", "suppressor", "direct", "negative mover", "induction", "inhibition", "previous token",
          "duplicate token", "feeder", "backup")
 DETECTOR_ROLES = {"previous_token": "previous token", "duplicate_token": "duplicate token", "induction": "induction"}
 
@@ -44,7 +46,9 @@ class SketchConfig:
     ``backup_threshold``: smallest rise of a head's DLA after the knock-out, as a fraction of the
     knocked-out heads' total DLA. ``suppression_share``: a direct head that helps is a suppressor
     when lowering the incorrect answer is more than this share of its direct logit difference.
-    ``max_depth``: how many levels of path patching below the direct heads. ``ablation``: how
+    ``edge_threshold``: smallest |path effect| from one sender into one receiver that is drawn
+    as an edge (each edge's interval must also exclude 0). ``max_depth``: how many levels of
+    path patching below the direct heads. ``ablation``: how
     the direct heads are knocked out for the backup search (``"mean"``, ``"zero"``,
     ``"resample"``). Intervals: ``confidence`` percentile bootstrap over prompts with
     ``n_resamples`` resamples, seeded by ``seed``.
@@ -55,6 +59,7 @@ class SketchConfig:
     detector_threshold: float = 0.5
     backup_threshold: float = 0.1
     suppression_share: float = 0.5
+    edge_threshold: float = 0.01
     max_depth: int = 2
     ablation: str = "mean"
     n_detector_prompts: int = 100
@@ -63,7 +68,7 @@ class SketchConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("direct_threshold", "path_threshold", "detector_threshold", "backup_threshold"):
+        for name in ("direct_threshold", "path_threshold", "detector_threshold", "backup_threshold", "edge_threshold"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0 < self.suppression_share < 1:
@@ -121,13 +126,17 @@ def assign_role(facts: HeadFacts, config: SketchConfig = SketchConfig()) -> tupl
             up, down = facts.correct.value, -facts.incorrect.value
             total = up + down
             lowered = down > 0 and facts.incorrect.ci is not None and facts.incorrect.ci[1] < 0
+            raised = up > 0 and facts.correct.ci is not None and facts.correct.ci[0] > 0
             if total > 0 and lowered and down / total > config.suppression_share:
                 return "suppressor", (f"writes the answer directly ({facts.effect}) mostly by lowering the "
                                       f"incorrect answer ({facts.incorrect}) rather than raising the correct "
                                       f"one ({facts.correct})")
-            return "mover", (f"writes the answer directly ({facts.effect}), raising the correct answer "
-                             f"({facts.correct}; incorrect {facts.incorrect})")
-        return "mover", f"writes the answer directly ({facts.effect})"
+            if total > 0 and raised and up / total >= 1 - config.suppression_share:
+                return "mover", (f"writes the answer directly ({facts.effect}), mostly by raising the correct "
+                                 f"answer ({facts.correct}; incorrect {facts.incorrect})")
+            return "direct", (f"writes the answer directly ({facts.effect}); neither answer's logit alone moves "
+                              f"clearly enough to say how (correct {facts.correct}, incorrect {facts.incorrect})")
+        return "direct", f"writes the answer directly ({facts.effect})"
     if facts.level not in ("q", "k", "v"):
         raise ValueError(f"unknown level {facts.level!r}; expected direct, q, k, v or backup")
     if matches:

@@ -61,6 +61,13 @@ def sketch_circuit(model, task: Task, config: SketchConfig = SketchConfig(), pro
     if not isinstance(task, Task):
         raise TypeError(f"sketch_circuit needs a Task (clean/corrupted prompts with answers), got {type(task).__name__}")
     t0 = time.perf_counter()
+    metric = task.patching_metric(model)
+    if not metric.clean_baseline > metric.corrupted_baseline:
+        raise ValueError(
+            f"the model does not do this task: its metric is {metric.clean_baseline:.4g} on the clean prompts and "
+            f"{metric.corrupted_baseline:.4g} on the corrupted ones (clean must be higher); there is no behaviour "
+            f"for a circuit to explain (check the answers' order: (correct, incorrect))"
+        )
     ci = Bootstrap(config.n_resamples, config.confidence, seed=config.seed)
     answers = task.span is None  # a logit-difference task: DLA, answer split, attention, backup apply
     steps = tqdm(total=5 + 3 * config.max_depth, desc="circuit sketch", disable=not progress, leave=False)
@@ -87,8 +94,10 @@ def sketch_circuit(model, task: Task, config: SketchConfig = SketchConfig(), pro
             if attn is not None:
                 results["attention_from_end"] = attn[0]
         step("attribution")
+        seq_len = max(2, min(20, (model.cfg.n_ctx - 1) // 2))  # [BOS] A A must fit the context
         det = detectors if detectors is not None else detect_heads(
-            model, n_prompts=config.n_detector_prompts, generator=torch.Generator().manual_seed(config.seed), ci=ci)
+            model, n_prompts=config.n_detector_prompts, seq_len=seq_len,
+            generator=torch.Generator().manual_seed(config.seed), ci=ci)
         for kind, res in det.items():
             results[f"detector_{kind}"] = res
         step("detectors")
@@ -103,8 +112,8 @@ def sketch_circuit(model, task: Task, config: SketchConfig = SketchConfig(), pro
         drivers: dict[str, list[tuple[str, Estimate]]] = {}  # path result name -> significant senders
         sig = direct.significant(config.direct_threshold)
         if dla is not None:  # DLA must agree: same sign, its own interval excluding zero
-            agree = (torch.sign(dla.values) == -torch.sign(direct.values)) & ((dla.ci[0] > 0) | (dla.ci[1] < 0))
-            sig &= agree
+            dv, lo, hi = (t.to(direct.values.device) for t in (dla.values, *dla.ci))
+            sig &= (torch.sign(dv) == -torch.sign(direct.values)) & ((lo > 0) | (hi < 0))
         for layer, head in sig.nonzero().tolist():
             eff = direct.estimate(layer, head)
             role, reason = assign_role(facts(layer, head, "direct", eff), config)
@@ -136,7 +145,7 @@ def sketch_circuit(model, task: Task, config: SketchConfig = SketchConfig(), pro
                         found[(layer, head)] = (inp, e)
                     label = head_label(layer, head)
                     if label in records:
-                        records[label].evidence.append(Evidence(f"path into {inp} of depth-{depth - 1} heads", name, e))
+                        records[label].evidence.append(Evidence(f"path into {inp} of {_whose(depth)}", name, e))
                 edges += _edges(model, task, frontier, inp, eff, mask, ci, config)
             new = []
             for (layer, head), (inp, e) in sorted(found.items()):
@@ -145,7 +154,7 @@ def sketch_circuit(model, task: Task, config: SketchConfig = SketchConfig(), pro
                     continue
                 role, reason = assign_role(facts(layer, head, inp, e, depth), config)
                 rec = HeadRecord(layer, head, role, e, reason, f"{inp}@{depth}")
-                rec.evidence.append(Evidence(f"path into {inp} of depth-{depth - 1} heads", f"path_{inp}_depth{depth}", e))
+                rec.evidence.append(Evidence(f"path into {inp} of {_whose(depth)}", f"path_{inp}_depth{depth}", e))
                 records[label] = rec
                 new.append((layer, head))
             frontier = new
@@ -174,12 +183,15 @@ def sketch_circuit(model, task: Task, config: SketchConfig = SketchConfig(), pro
         for kind in detector_matches({k: _est(r, rec.layer, rec.head) for k, r in det.items()}, config):
             rec.tags.append(f"{DETECTOR_ROLES.get(kind, kind)} score {_est(det[kind], rec.layer, rec.head)}")
             rec.evidence.append(Evidence(f"{kind.replace('_', '-')} detector", f"detector_{kind}", _est(det[kind], rec.layer, rec.head)))
-    metric = task.patching_metric(model)
     circuit = Circuit(records, edges, [], results, config, model.cfg.n_layers, model.cfg.n_heads,
                       {"clean": metric.clean_baseline, "corrupted": metric.corrupted_baseline}, task.name, drivers=drivers)
     circuit.description = describe(circuit, attn, split)
     circuit.seconds = time.perf_counter() - t0
     return circuit
+
+
+def _whose(depth: int) -> str:
+    return "the direct heads" if depth == 1 else f"the depth-{depth - 1} heads"
 
 
 def _edges(model, task, receivers, inp, joint, mask, ci, config) -> list[Edge]:
@@ -194,6 +206,6 @@ def _edges(model, task, receivers, inp, joint, mask, ci, config) -> list[Edge]:
         for layer, head in senders:
             if layer < r[0]:
                 e = eff.estimate(layer, head)
-                if abs(e.value) >= config.path_threshold / max(1, len(receivers)) and e.excludes_zero:
+                if abs(e.value) >= config.edge_threshold and e.excludes_zero:
                     out.append(Edge(head_label(layer, head), head_label(*r), inp, e))
     return out

@@ -42,6 +42,7 @@ class SweepStats:
     seconds: float = 0.0
     fast_path: bool = True
     fallback_reason: Optional[str] = None
+    base_per_prompt: Optional[torch.Tensor] = None  # [prompt] the unpatched run's metric (per_prompt sweeps)
 
 
 def _source_dict(source, names: list[str], shape: tuple[int, int], width: int) -> dict:
@@ -126,6 +127,8 @@ def run_sweep(
         whole = Entry(cfg.n_layers, "pre", base.final[None], None, ["base"])
         base_vals = run_chunk(base, [whole], 0, readout, metric, per_prompt=per_prompt)[1][0]
         base_value = float(base_vals.mean())
+        if per_prompt:
+            stats.base_per_prompt = base_vals
         fill = base_vals if per_prompt else base_value
         values = torch.empty(*shape, *base_vals.shape)
         values[...] = fill

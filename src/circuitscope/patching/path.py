@@ -118,12 +118,14 @@ def path_patch(
     if problem is not None:
         from circuitscope.patching.path_hooked import hooked_path_patch
 
+        base_vals = None
         values, base_value = hooked_path_patch(model, clean, corrupted, heads, receiver_input,
                                                _receiver_rows(task, positions, clean.shape[1], len(task)),
                                                include_mlps, metric, progress)
     else:
-        values, base_value = _fast_path_patch(model, task, clean, corrupted, heads, receiver_input, positions,
-                                              include_mlps, metric, memory_budget_mb, progress, per_prompt)
+        values, base_value, base_vals = _fast_path_patch(model, task, clean, corrupted, heads, receiver_input,
+                                                         positions, include_mlps, metric, memory_budget_mb, progress,
+                                                         per_prompt)
     prompts = None
     if per_prompt:
         prompts = values.movedim(-1, 0)  # [prompt, layer, head]
@@ -141,6 +143,7 @@ def path_patch(
         from circuitscope.analysis.bootstrap import with_ci
 
         result = with_ci(result)
+    result.base_per_prompt = base_vals if per_prompt else None  # [prompt] the unpatched clean run
     return result
 
 
@@ -214,7 +217,7 @@ def _fast_path_patch(model, task, clean, corrupted, heads, receiver_input, posit
                 out = _frozen_finish(block, cfg, flat_r, flat_ao, mlp)
             carry = out.view(carry.shape)
         if not senders:
-            return values, base_value
+            return values, base_value, base_vals
 
         if not heads:  # the receiver is the final residual stream: read the metric directly
             if readout is not None:
@@ -223,7 +226,7 @@ def _fast_path_patch(model, task, clean, corrupted, heads, receiver_input, posit
                 vals = _call_metric(base, carry, 0, metric)
             for (layer, h), v in zip(senders, vals):
                 values[layer, h] = v
-            return values, base_value
+            return values, base_value, base_vals
 
         # ---- step 3: rerun from the first receiver layer with the receivers' inputs patched
         recv_vals = _receiver_values(model, base, heads, receiver_input, recorded, senders, idx)
@@ -241,7 +244,7 @@ def _fast_path_patch(model, task, clean, corrupted, heads, receiver_input, posit
             keys, vals = run_chunk(base, [entry], start, readout, metric, adjust=adjust, per_prompt=per_prompt)
             for (layer, h), v in zip(keys, vals):
                 values[layer, h] = v
-    return values, base_value
+    return values, base_value, base_vals
 
 
 def _receiver_values(model, base, heads, receiver_input, recorded, senders, idx):

@@ -53,6 +53,8 @@ class PatchResult(Result):
     clean / corrupted baselines.
     """
 
+    base_per_prompt: Optional[torch.Tensor] = None  # [prompt] the unpatched run's metric (per-prompt sweeps)
+
     def __init__(self, values, axes, labels=None, title: str = "", meta: Optional[dict[str, Any]] = None, **kw):
         super().__init__(values, axes, labels, title, meta, **kw)
 

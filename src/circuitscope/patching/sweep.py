@@ -85,4 +85,5 @@ def sweep(
         from circuitscope.analysis.bootstrap import with_ci
 
         result = with_ci(result)
+    result.base_per_prompt = stats.base_per_prompt  # [prompt] the unpatched run, for paired differences
     return result

@@ -38,10 +38,11 @@ SWEEPS = (("resid_pre", "pos"), ("attn_out", "pos"), ("mlp_out", "pos"), ("z", "
 
 @dataclass(frozen=True)
 class AnalysisOptions:
-    """``fast``: the small prompt count and fewer resamples (for tests and quick looks);
-    ``n_prompts`` overrides the count; ``ablation``: how the evaluation removes heads outside the
-    circuit (``"mean"`` over corrupted prompts per position, ``"zero"``, ``"resample"``);
-    ``sketch``: the sketch's thresholds; ``attention_prompts``: prompts in the attention views."""
+    """``fast``: fewer resamples (200) and detector prompts (for tests and quick looks; the task's
+    size is the caller's); ``ablation``: how the evaluation (and the sketch's backup search)
+    removes heads (``"mean"`` over corrupted prompts per position, ``"zero"``, ``"resample"``);
+    ``sketch``: the sketch's thresholds (its seed, resamples and ablation follow this object's);
+    ``attention_prompts``: prompts in the attention views."""
 
     fast: bool = False
     seed: int = 0

@@ -109,10 +109,11 @@ def _summary(report: Report, analysis) -> None:
     if circuit.get("heads"):
         roles = ", ".join(f"{k} ({v})" for k, v in circuit["roles"].items())
         bullets.append(f"Circuit: {roles}.")
-    faith = circuit.get("faithfulness")
-    if faith:
-        lo, hi = faith["ci"] or (float("nan"), float("nan"))
-        bullets.append(f"Faithfulness: {faith['value']:.1%} [{lo:.1%}, {hi:.1%}] of the model's metric kept with "
+    faith = circuit.get("faithfulness") or {}
+    if faith.get("value") is not None:
+        lo, hi = faith.get("ci") or (None, None)
+        interval = f" [{lo:.1%}, {hi:.1%}]" if lo is not None and hi is not None else ""
+        bullets.append(f"Faithfulness: {faith['value']:.1%}{interval} of the model's metric kept with "
                        f"every head outside the circuit ablated.")
     truth = circuit.get("ground_truth")
     if truth:
@@ -132,9 +133,11 @@ def _evaluation(report: Report, analysis) -> None:
     ev = analysis.evaluation
     if ev is None:
         return
+    how = {"mean": "by its mean over the corrupted prompts, position by position",
+           "zero": "by zero", "resample": "by its activation on another corrupted prompt"}.get(ev.method, ev.method)
     sec = report.section("evaluation", "Does the circuit explain the behaviour?",
-                         f"Every head outside the circuit is replaced ({ev.method} ablation, means over the corrupted "
-                         "prompts per position); faithfulness compares the circuit's metric with the full model's.")
+                         f"Every head outside the circuit is replaced {how} ({ev.method} ablation); faithfulness "
+                         "compares the circuit's metric with the full model's.")
     rows: list[list[Any]] = [["model F(M)", ev.model_value], ["circuit F(C)", ev.circuit_value],
                              ["nothing F(empty)", ev.empty_value], [f"faithfulness ({ev.faithfulness_kind})", ev.faithfulness],
                              ["normalized faithfulness", ev.normalized_faithfulness]]

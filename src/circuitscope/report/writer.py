@@ -123,12 +123,17 @@ def _stage(staging: Path, report: Report, payload: str, figures: dict[str, Figur
 
 
 def _commit(staging: Path, out: Path, staged: dict[str, Path]) -> dict[str, Any]:
-    """Move the staged files into ``out``: the old report.html goes first, the new one last."""
+    """Move the staged files into ``out``: the old report.html goes first, then earlier runs' PNGs
+    this run does not replace, the new one last."""
     report_path, results_path = out / "report.html", out / "results.json"
     report_path.unlink(missing_ok=True)
     final: dict[str, Path] = {}
     if staged:
         (out / "figures").mkdir(exist_ok=True)
+    keep = {f"{name}.png" for name in staged}
+    for old in (out / "figures").glob("*.png") if (out / "figures").is_dir() else []:
+        if old.name not in keep:  # a figure of an earlier run that this run does not have
+            old.unlink(missing_ok=True)
     for name, path in staged.items():
         final[name] = out / "figures" / f"{name}.png"
         os.replace(path, final[name])

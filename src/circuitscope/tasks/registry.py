@@ -1,7 +1,8 @@
 """The named tasks ``circuitscope analyze --task NAME`` knows, and how each is built.
 
-Each entry says which shipped model does the task, how many prompts a full and a fast run use,
-and builds the :class:`Task` for a model and seed. Any other value of ``--task`` is read as a
+Each entry says which shipped model it runs on by default (no shipped organism does the speaker
+task: ``analyze`` then reports that and stops), how many prompts a full and a fast run use, and
+builds the :class:`Task` for a model and seed. Any other value of ``--task`` is read as a
 task file (JSONL or CSV, see ``task_file.py``).
 """
 
