@@ -5,11 +5,10 @@ Which nodes (heads, MLPs, embeddings) may be ablated and how circuits are writte
 ``hook_mlp_out``, the embeddings at ``blocks.0.hook_resid_pre``.
 
 An ablated node's activation is replaced at every position by ``"mean"``: its mean over the
-task's corrupted prompts, per position, padding left out (a position no corrupted prompt
-reaches falls back to the plain mean there); ``"zero"``: 0; ``"resample"``: its
-activation on another corrupted prompt at the same position (one source prompt per clean prompt,
-drawn once from a seeded ``torch.Generator`` and shared by every node and circuit, so circuits
-are compared on the same draws).
+task's corrupted prompts, per position; ``"zero"``: 0; ``"resample"``: its activation on another
+corrupted prompt at the same position (one source prompt per clean prompt, drawn once from a
+seeded ``torch.Generator`` and shared by every node and circuit, so circuits are compared on the
+same draws). The replacements are computed in :mod:`circuitscope.circuit.replacements`.
 
 :class:`CircuitAblation` computes those replacements once per (model, task, method) and scores
 circuits given as boolean masks over the nodes: every (circuit, prompt) pair is a row, rows are
@@ -30,6 +29,7 @@ import torch
 from circuitscope.analysis._typing import Bool, Float, Int, Tensor
 from circuitscope.analysis.runs import DEFAULT_MEMORY_MB
 from circuitscope.circuit.nodes import NODE_MODES, Node, NodeSpace, is_int, node_label
+from circuitscope.circuit.replacements import reference_activations
 from circuitscope.tasks.metrics import logit_diff, span_log_prob
 
 __all__ = ["METHODS", "NODE_MODES", "Node", "NodeSpace", "CircuitAblation", "check_inputs", "node_label"]
@@ -144,36 +144,12 @@ class CircuitAblation:
     # ------------------------------------------------------------------ replacements
     def _reference(self) -> None:
         """One pass over the corrupted prompts: per-position means, or the activations to resample."""
-        task, W = self.task, self.width
-        ref_tokens = task.corrupted_tokens[:, :W].to(self.device)  # [ref, pos]
-        real = torch.arange(W, device=self.device)[None, :] <= task.corrupted_answer_pos.to(self.device)[:, None]  # [ref, pos]
-        sums: dict[str, torch.Tensor] = {}
-        acts: dict[str, list[torch.Tensor]] = {n: [] for n in self.hook_names}
-        step = self.rows_per_pass
-        for start in range(0, ref_tokens.shape[0], step):
-            with torch.no_grad():
-                _, cache = self.model.run_with_cache(ref_tokens[start:start + step], names_filter=list(self.hook_names))
-            self.forward_passes += 1
-            self.rows += min(step, ref_tokens.shape[0] - start)
-            self.block_rows += min(step, ref_tokens.shape[0] - start) * self.space.n_layers
-            w = real[start:start + step]  # [chunk, pos]
-            for n in self.hook_names:
-                act = cache[n]  # [chunk, pos, *component]
-                if self.method == "resample":
-                    acts[n].append(act)
-                    continue
-                wa = w.to(act.dtype)[(...,) + (None,) * (act.ndim - 2)]  # [chunk, pos, 1...]
-                part = torch.stack([(act * wa).sum(0), act.sum(0)])  # [2, pos, *component]: real only, all
-                sums[n] = part if n not in sums else sums[n] + part
-        if self.method == "resample":
-            self.replacement = {n: torch.cat(a) for n, a in acts.items()}  # [ref, pos, *component]
-            self.source = _resample_sources(task.answer_pos, task.corrupted_answer_pos, self.generator).to(self.device)
-            return
-        count = real.sum(0).to(torch.float32)  # [pos] real corrupted prompts at each position
-        for n, (s_real, s_all) in ((n, sums[n]) for n in self.hook_names):
-            c = count.to(s_real)[(...,) + (None,) * (s_real.ndim - 1)]  # [pos, 1...]
-            # A position no corrupted prompt reaches falls back to the mean over all prompts there.
-            self.replacement[n] = torch.where(c > 0, s_real / c.clamp(min=1), s_all / ref_tokens.shape[0])  # [pos, *component]
+        self.replacement, self.source, rows = reference_activations(
+            self.model, self.task, self.method, self.hook_names, self.width, self.rows_per_pass, self.device,
+            self.generator)
+        self.forward_passes += -(-rows // self.rows_per_pass)
+        self.rows += rows
+        self.block_rows += rows * self.space.n_layers
 
     # ------------------------------------------------------------------ scoring
     def key(self, mask: Bool[Tensor, "node"]) -> bytes:
@@ -354,24 +330,3 @@ def _rows_per_pass(cfg, width: int, full_logits: bool, max_memory_mb: float) -> 
     per_row = width * (8 * cfg.d_model + 2 * d_mlp + 3 * cfg.n_heads * width + 4 * cfg.n_heads * cfg.d_head)
     per_row += cfg.d_vocab * (width if full_logits else 1) * 2  # logits and their log-softmax
     return max(1, int(max_memory_mb * 2**20 // (4 * per_row)))
-
-
-def _resample_sources(need: Int[Tensor, "prompt"], have: Int[Tensor, "prompt"], generator: torch.Generator) -> Int[Tensor, "prompt"]:
-    """For each clean prompt ``b``, a corrupted prompt ``j != b`` drawn uniformly among those that
-    reach ``b``'s last position (``have[j] >= need[b]``, so no padding is copied in). Prompt ``b``'s
-    own corrupted prompt is used only when no other one is long enough; when none is, any other."""
-    need, have = need.cpu().long(), have.cpu().long()
-    B = need.shape[0]
-    order = torch.argsort(have, descending=True, stable=True)  # [prompt] longest corrupted prompt first
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(B)  # [prompt] where each prompt sits in that order
-    reach = B - torch.searchsorted(have.sort().values, need, side="left")  # [prompt] corrupted prompts reaching b's end
-    b = torch.arange(B)
-    own = have >= need  # [prompt] b's own corrupted prompt is among them
-    others = reach - own.long()  # [prompt] other prompts that reach
-    r = (torch.rand(B, generator=generator) * others.clamp(min=1)).floor().long()  # [prompt] in [0, others)
-    src = order[(r + (own & (r >= rank)).long()).clamp(max=B - 1)]  # skip b's own slot in the order
-    any_other = (torch.rand(B, generator=generator) * max(B - 1, 1)).floor().long()
-    any_other = torch.where(any_other >= b, any_other + 1, any_other).clamp(max=B - 1) if B > 1 else b
-    fallback = torch.where(own, b, any_other)  # nobody else reaches b's end
-    return torch.where(others > 0, src, fallback)
