@@ -37,6 +37,8 @@ def test_default_run_writes_report_results_and_pngs(fast_run):
     assert set(faith) == {"value", "ci"} and faith["ci"][0] <= faith["value"] <= faith["ci"][1]
     assert faith["value"] >= 0.8  # the ioi organism's circuit keeps most of the logit difference
     assert circuit["evaluation"]["completeness"] and circuit["evaluation"]["minimality"]
+    assert set(circuit["faithfulness_by_method"]) == {"mean", "template_mean", "zero", "resample"}
+    assert circuit["faithfulness_by_method"]["mean"] == faith
     # every figure in the page has its PNG
     pngs = {p.stem for p in (out / "figures").glob("*.png")}
     for name in ("logit_lens", "dla_heads", "patch_resid_pre_pos", "patch_z_all", "sketch_direct_path",

@@ -370,3 +370,30 @@ def test_normalizing_by_a_null_ablation_is_refused(tiny, tiny_task):
     assert faithfulness(model, tiny_task, [(0, 0)], ci=False).value == pytest.approx(1.0)
     with pytest.raises(ValueError, match="F\\(M\\) - F\\(empty\\)"):
         normalized_faithfulness(model, tiny_task, [(0, 0)])
+
+
+def test_template_means_match_a_grouped_mean_ablation(ioi_model):
+    from circuitscope.patching import ablated
+
+    task = ioi_task(ioi_model, N=24, seed=5)
+    assert task.groups is not None and len(task.groups.unique()) > 1
+    circuit = [(3, 3), (3, 0), (0, 2), (0, 3)]
+    outside = [(l, h) for l in range(4) for h in range(4) if (l, h) not in circuit]
+    got = faithfulness(ioi_model, task, circuit, method="template_mean", ci=False)
+    width = task.corrupted_tokens.shape[1]
+    real = (torch.arange(width)[None] <= task.corrupted_answer_pos[:, None]).float()  # [prompt, pos]
+    with torch.no_grad(), ablated(ioi_model, heads=outside, method="mean", reference=task.corrupted_tokens,
+                                  per_position=True, groups=task.groups, reference_mask=real):
+        circuit_ld = task.logit_diff(ioi_model(task.clean_tokens))
+    with torch.no_grad():
+        model_ld = task.logit_diff(ioi_model(task.clean_tokens))
+    assert abs(got.value - float(circuit_ld / model_ld)) < 1e-4
+    pooled = faithfulness(ioi_model, task, circuit, method="mean", ci=False)
+    assert abs(got.value - pooled.value) > 1e-3  # grouping changes the replacement
+
+
+def test_template_means_need_template_ids(ioi_model, ioi):
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="template_mean.*task.groups"):
+        faithfulness(ioi_model, replace(ioi, groups=None), [(3, 3)], method="template_mean", ci=False)

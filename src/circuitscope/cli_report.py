@@ -27,8 +27,9 @@ def _analyze_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompts", type=positive_int, default=None, help="number of prompts (default: per task)")
     p.add_argument("--seed", type=int, default=0, help="seed for prompts and bootstrap intervals")
     p.add_argument("--fast", action="store_true", help="few prompts and resamples: a quick look (and the tests)")
-    p.add_argument("--ablation", choices=("mean", "zero", "resample"), default="mean",
-                   help="how the evaluation removes heads outside the circuit (default: mean over corrupted prompts, per position)")
+    p.add_argument("--ablation", choices=("mean", "template_mean", "zero", "resample"), default="mean",
+                   help="how the evaluation removes heads outside the circuit (default: mean over corrupted prompts, "
+                        "per position; template_mean: the same per template, for tasks with template ids such as ioi)")
     p.add_argument("--direct-threshold", type=positive_float, default=0.05,
                    help="smallest |direct-path effect| of a direct head, as a fraction of the clean-corrupted gap (0.05)")
     p.add_argument("--path-threshold", type=positive_float, default=0.05,

@@ -5,7 +5,9 @@ Which nodes (heads, MLPs, embeddings) may be ablated and how circuits are writte
 ``hook_mlp_out``, the embeddings at ``blocks.0.hook_resid_pre``.
 
 An ablated node's activation is replaced at every position by ``"mean"``: its mean over the
-task's corrupted prompts, per position; ``"zero"``: 0; ``"resample"``: its activation on another
+task's corrupted prompts, per position; ``"template_mean"``: the same mean taken only over the
+corrupted prompts of the prompt's own template (``task.groups``; the IOI paper's choice);
+``"zero"``: 0; ``"resample"``: its activation on another
 corrupted prompt at the same position (one source prompt per clean prompt, drawn once from a
 seeded ``torch.Generator`` and shared by every node and circuit, so circuits are compared on the
 same draws). The replacements are computed in :mod:`circuitscope.circuit.replacements`.
@@ -34,7 +36,7 @@ from circuitscope.tasks.metrics import logit_diff, span_log_prob
 
 __all__ = ["METHODS", "NODE_MODES", "Node", "NodeSpace", "CircuitAblation", "check_inputs", "node_label"]
 
-METHODS = ("mean", "zero", "resample")
+METHODS = ("mean", "template_mean", "zero", "resample")
 MAX_ROWS = 4096  # default cap on rows per forward pass (larger batches stop paying off on CPU)
 
 
@@ -42,6 +44,9 @@ def check_inputs(model, task, method: str, nodes: str, batch_size: Optional[int]
     """Validate what :class:`CircuitAblation` takes (before any forward pass); the node space."""
     if method not in METHODS:
         raise ValueError(f"unknown ablation method {method!r}; use one of {METHODS}")
+    if method == "template_mean" and getattr(task, "groups", None) is None:
+        raise ValueError("method='template_mean' needs the task's template ids (task.groups, set by ioi_task / "
+                         "IOIDataset.to_task); use method='mean' for per-position means over all corrupted prompts")
     space = NodeSpace(model, nodes)
     _check_task(task)
     if batch_size is not None and (not is_int(batch_size) or batch_size < 1):
@@ -268,6 +273,9 @@ class CircuitAblation:
             repl = torch.zeros((), dtype=act.dtype, device=act.device)
         elif self.method == "mean":
             repl = self.replacement[name].to(act.dtype)  # [pos, *component]
+        elif self.method == "template_mean":
+            groups = self.task.groups.to(act.device)[state["prompt"]]  # [row]
+            repl = self.replacement[name][groups].to(act.dtype)  # [row, pos, *component]
         else:
             repl = self.replacement[name][self.source[state["prompt"]]].to(act.dtype)  # [row, pos, *component]
         return torch.where(keep, act, repl)

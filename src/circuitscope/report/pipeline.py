@@ -40,7 +40,8 @@ SWEEPS = (("resid_pre", "pos"), ("attn_out", "pos"), ("mlp_out", "pos"), ("z", "
 class AnalysisOptions:
     """``fast``: fewer resamples (200) and detector prompts (for tests and quick looks; the task's
     size is the caller's); ``ablation``: how the evaluation (and the sketch's backup search)
-    removes heads (``"mean"`` over corrupted prompts per position, ``"zero"``, ``"resample"``);
+    removes heads (``"mean"`` over corrupted prompts per position, ``"template_mean"`` the same per
+    template, ``"zero"``, ``"resample"``);
     ``sketch``: the sketch's thresholds (its seed, resamples and ablation follow this object's);
     ``attention_prompts``: prompts in the attention views."""
 
@@ -131,7 +132,7 @@ def analyze(model, task: Task, model_name: str = "", options: AnalysisOptions = 
     ci = Bootstrap(n_resamples, seed=options.seed)
     sketch_cfg = replace(options.sketch, n_resamples=n_resamples, seed=options.seed,
                          n_detector_prompts=20 if options.fast else options.sketch.n_detector_prompts,
-                         ablation=options.ablation)
+                         ablation="mean" if options.ablation == "template_mean" else options.ablation)
     answers = task.span is None
     steps = _Steps(7, options.progress)
     t0 = time.perf_counter()
@@ -193,6 +194,7 @@ def analyze(model, task: Task, model_name: str = "", options: AnalysisOptions = 
                 out.evaluation = evaluation
                 for name, fig in evaluation.figures().items():
                     figures[f"evaluation_{name}"] = fig
+                out.sections["faithfulness_by_method"] = _by_method(model, task, circuit.heads, ci, options)
         with steps("results"):
             results["circuit"] = circuit.to_dict()
             truth = _ground_truth(model_name)
@@ -204,12 +206,23 @@ def analyze(model, task: Task, model_name: str = "", options: AnalysisOptions = 
                 ev = out.evaluation.to_dict()
                 results["circuit"]["evaluation"] = ev
                 results["circuit"]["faithfulness"] = out.evaluation.faithfulness.to_dict()
+                results["circuit"]["faithfulness_by_method"] = {
+                    k: v.to_dict() for k, v in out.sections["faithfulness_by_method"].items()}
             else:
                 results["circuit"]["faithfulness"] = None
     finally:
         steps.bar.close()
         results["timings"] = {**steps.timings, "total": round(time.perf_counter() - t0, 3)}
     return out
+
+
+def _by_method(model, task: Task, heads, ci: Bootstrap, options: AnalysisOptions) -> dict[str, Estimate]:
+    """The circuit's faithfulness under every ablation method (template means when the task has
+    template ids): how much the verdict depends on what "removing" a head means."""
+    from circuitscope.circuit.evaluate import faithfulness
+
+    methods = ["mean", "template_mean", "zero", "resample"] if task.groups is not None else ["mean", "zero", "resample"]
+    return {m: faithfulness(model, task, heads, method=m, ci=ci, seed=options.seed) for m in methods}
 
 
 def _ground_truth(model_name: str):

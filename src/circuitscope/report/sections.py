@@ -149,6 +149,14 @@ def _evaluation(report: Report, analysis) -> None:
     if curve is not None:
         rows += [["CPR (area under the faithfulness curve)", curve.cpr], ["CMD (area between curve and 1)", curve.cmd]]
     sec.table(["quantity", "value [95% CI]"], rows)
+    by_method = analysis.sections.get("faithfulness_by_method")
+    if by_method:
+        what = {"mean": "mean over the corrupted prompts, per position",
+                "template_mean": "mean over the corrupted prompts of the same template, per position (IOI paper)",
+                "zero": "zero", "resample": "another corrupted prompt's activation"}
+        sec.table(["ablation outside the circuit", f"faithfulness ({ev.faithfulness_kind}) [95% CI]"],
+                  [[f"{m}: {what.get(m, m)}", est] for m, est in by_method.items()],
+                  caption="The same circuit under each way of removing the other heads.")
     for name in sorted(n for n in analysis.figures if n.startswith("evaluation_")):
         _fig(sec, analysis, name)
 

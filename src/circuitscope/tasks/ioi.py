@@ -269,6 +269,7 @@ class IOIDataset:
             corrupted_prompts=list(other.sentences),
             name=name,
             answers=[(" " + p.io, " " + p.s) for p in self.prompts],
+            groups=torch.tensor([p.template_idx for p in self.prompts], dtype=torch.long, device=self.device),
         )
 
 

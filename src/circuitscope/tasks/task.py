@@ -83,7 +83,9 @@ class Task:
     ``"IO"``, ``"S2"``, ``"end"`` to ``[batch]`` indices (``"end"`` is always there).
     ``corrupted_answer_pos`` differs from ``answer_pos`` only for tasks built with
     ``require_equal_lengths=False``. ``span`` is the token range ``[start, end)`` a loss metric
-    scores (induction), or None.
+    scores (induction), or None. ``groups`` ``[batch]`` optionally names each prompt's template
+    (clean prompt ``i`` and corrupted prompt ``i`` share it), so means can be taken per template,
+    as the IOI paper's mean ablation does.
     """
 
     clean_tokens: torch.Tensor  # [batch, pos]
@@ -97,6 +99,7 @@ class Task:
     answers: list[tuple[str, str]] | None = None
     corrupted_answer_pos: torch.Tensor | None = None  # [batch]
     span: tuple[int, int] | None = None
+    groups: torch.Tensor | None = None  # [batch] template id of each prompt pair
 
     def __post_init__(self):
         b = self.clean_tokens.shape[0]
@@ -118,6 +121,13 @@ class Task:
             raise ValueError(f"answer_pos must lie in [0, {width}) (the batch's width), got {self.answer_pos.tolist()[:8]}")
         if self.corrupted_answer_pos is None:
             self.corrupted_answer_pos = self.answer_pos.clone()
+        if self.groups is not None:
+            self.groups = torch.as_tensor(self.groups)
+            if tuple(self.groups.shape) != (b,) or self.groups.is_floating_point() or self.groups.dtype == torch.bool:
+                raise ValueError(f"groups must be one integer template id per prompt, [{b}], got "
+                                 f"{tuple(self.groups.shape)} {self.groups.dtype}")
+            if b and int(self.groups.min()) < 0:
+                raise ValueError("groups must be non-negative template ids")
         self.positions = dict(self.positions)
         self.positions.setdefault("end", self.answer_pos.clone())
         for label, pos in self.positions.items():
