@@ -16,7 +16,9 @@ import sys
 
 from circuitscope import HookedTransformer
 from circuitscope.analysis.bootstrap import Bootstrap
-from circuitscope.circuit import SketchConfig, discovery_scores, evaluate_circuit, load_ground_truth, sketch_circuit
+from circuitscope.circuit import (
+    SketchConfig, discovery_scores, evaluate_circuit, faithfulness, load_ground_truth, sketch_circuit,
+)
 from circuitscope.organisms import organism_path
 from circuitscope.tasks.registry import TASKS, build_task
 
@@ -41,6 +43,9 @@ def section(name: str, task_name: str) -> str:
               f"Evaluation (every head outside the circuit mean-ablated, means over the corrupted prompts per "
               f"position): faithfulness ({ev.faithfulness_kind}) **{ev.faithfulness}**, normalized "
               f"{ev.normalized_faithfulness}; F(M) {ev.model_value}, F(C) {ev.circuit_value}, F(empty) {ev.empty_value}."]
+    others = ["template_mean", "zero", "resample"] if task.groups is not None else ["zero", "resample"]
+    lines.append("The same circuit under other ablations: " + ", ".join(
+        f"{m} {faithfulness(model, task, circuit.heads, method=m, ci=Bootstrap(seed=0))}" for m in others) + ".")
     if ev.completeness is not None:
         lines.append(f"Incompleteness max_K |F(C\\K) - F(M\\K)| = {ev.completeness.score} (worst K = "
                      f"{ev.completeness.worst.label}).")
