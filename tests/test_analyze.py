@@ -46,6 +46,7 @@ def test_default_run_writes_report_results_and_pngs(fast_run):
         assert name in pngs and (out / "figures" / f"{name}.png").stat().st_size > 2000
     for name in pngs:
         assert f'id="plot-{name}"' in html or f"{name}" in html
+    assert 'href="#fig-sketch_direct_path"' in html and 'id="fig-sketch_direct_path"' in html  # evidence links
     assert "suppressors" in html and "http://" not in html.split("<body", 1)[1].replace("http://www.w3.org", "")
 
 

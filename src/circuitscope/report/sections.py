@@ -3,6 +3,7 @@ activation patching, attention, path patching, head roles, the circuit, its eval
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from circuitscope.report.document import Report
@@ -93,11 +94,28 @@ def build_report(analysis) -> Report:
     sec = report.section("circuit", "The circuit", "")
     sec.text(circuit.description)
     sec.table(["head", "role", "score [95% CI]", "why"], circuit.rows())
+    sec.html(_evidence_table(circuit, analysis.figures))
     sec.diagram("circuit_diagram", analysis.figures["circuit_diagram"],
                 "Roles as nodes (layer 0 at the bottom), path-patching effects as edges into q/k/v and the logits.")
     _evaluation(report, analysis)
     _reproduce(report, analysis)
     return report
+
+
+def _evidence_table(circuit, figures) -> str:
+    """Every head's evidence, each number linked to the figure that shows it."""
+    rows = []
+    for rec in sorted(circuit.records.values(), key=lambda r: (-r.layer, r.head)):
+        items = []
+        for ev in rec.evidence:
+            name = f"sketch_{ev.figure}"
+            text = f"{html.escape(ev.experiment)}: {html.escape(str(ev.value))}"
+            items.append(f'<a href="#fig-{html.escape(name)}">{text}</a>' if name in figures else text)
+        rows.append(f"<tr><td>{html.escape(rec.label)}</td><td>{html.escape(rec.role)}</td>"
+                    f"<td>{'<br>'.join(items)}</td></tr>")
+    return ('<div class="cs-table-wrap"><table class="cs-table"><caption>Evidence for each head (links go to the figures)</caption>'
+            "<thead><tr><th>head</th><th>role</th><th>evidence [95% CI]</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table></div>")
 
 
 def _summary(report: Report, analysis) -> None:
