@@ -4,7 +4,8 @@ Test one prompt, then on an IOI dataset with the ABC corruption: logit differenc
 attribution by hand from the cache (logit lens, layers, heads) checked against
 ``circuitscope.analysis``, attention of the top heads, one activation patch written as a hook and
 checked against ``patching.sweep``, sweeps over the residual stream, layers and heads (output,
-query, key, value, pattern), path patching, and knocking out the top heads.
+query, key, value, pattern), path patching, knocking out the top heads, and finally the automatic
+circuit sketch and its faithfulness.
 
     python examples/ioi_walkthrough.py [--fast] [--out DIR]
 """
@@ -105,6 +106,17 @@ def main(fast: bool, out: Path = Path("example_out")) -> None:
     backup = patching.backup_heads(model, task, top[:2], positions="end", ci=not fast)
     gain, i = backup.values[2].flatten().max(0)  # [which = after - before, layer, head]
     print("largest DLA increase after knock-out: L{}H{} {:+.3f}".format(*divmod(int(i), model.cfg.n_heads), gain))
+
+    # The whole walk above, automated: the circuit with a role, interval and evidence per head,
+    # then how much of the logit difference it keeps with every other head mean-ablated.
+    from circuitscope.circuit import SketchConfig, evaluate_circuit, sketch_circuit
+
+    circuit = sketch_circuit(model, task, SketchConfig(n_resamples=200 if fast else 1000), progress=False)
+    print(circuit)
+    evaluation = evaluate_circuit(model, task, circuit.heads, completeness=not fast, minimality=not fast,
+                                  progress=False)
+    print(f"circuit faithfulness: {evaluation.faithfulness}")
+    circuit.diagram().save(out / "circuit.svg")
 
 
 if __name__ == "__main__":

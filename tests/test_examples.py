@@ -91,6 +91,9 @@ def test_ioi_walkthrough(example):
     hook, sweep = re.search(r"patch resid_pre L1 at S2, hook / sweep: (\S+) / (\S+)", stdout).groups()
     assert float(hook) == pytest.approx(float(sweep), abs=1e-4) and float(hook) > 0.1
     assert line(stdout, "path patching -> logits:").startswith("L3H3 -")
+    assert re.search(r"L3H3\s+suppressor", stdout)
+    assert number(stdout, "circuit faithfulness:") > 0.8
+    assert (out / "circuit.svg").read_text().lstrip().startswith("<svg")
 
 
 def test_day_of_week(example):
