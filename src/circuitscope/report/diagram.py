@@ -37,7 +37,7 @@ __all__ = ["CircuitDiagram", "ROLE_COLOURS", "DEFAULT_COLOUR", "role_colour"]
 ROLE_COLOURS = {
     "negative mover": "#d62728", "backup": "#17becf", "mover": "#1f77b4", "suppressor": "#e377c2",
     "inhibition": "#ff7f0e", "induction": "#2ca02c", "duplicate token": "#9467bd",
-    "previous token": "#8c564b", "feeder": "#bcbd22",
+    "previous token": "#8c564b", "feeder": "#bcbd22", "direct": "#7f7fff",
 }
 DEFAULT_COLOUR = "#9e9e9e"
 POSITIVE, NEGATIVE, UNDEFINED = "#2166ac", "#b2182b", "#888888"  # edge colours, as in the heatmaps
