@@ -397,3 +397,17 @@ def test_template_means_need_template_ids(ioi_model, ioi):
 
     with pytest.raises(ValueError, match="template_mean.*task.groups"):
         faithfulness(ioi_model, replace(ioi, groups=None), [(3, 3)], method="template_mean", ci=False)
+
+
+def test_minimality_is_never_below_removing_the_node_alone(ioi_model):
+    # the search for K ranks candidates on a few prompts; the reported max is over every prompt and
+    # includes K = {}, so it can never fall below |F(C \ v) - F(C)|
+    task = ioi_task(ioi_model, N=16, seed=0)
+    circuit = [(3, 0), (3, 1), (2, 2), (1, 3), (0, 1)]
+    mini = evaluate_circuit(ioi_model, task, circuit, n_random=3, ci=False, search_prompts=8, progress=False).minimality
+    runner = CircuitAblation(ioi_model, task)
+    full = runner.space.mask(circuit)
+    base = runner.score(full).mean()
+    for v in circuit:
+        alone = runner.space.mask([n for n in circuit if n != v])
+        assert mini[v].value >= float((runner.score(alone).mean() - base).abs()) - 1e-6

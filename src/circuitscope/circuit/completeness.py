@@ -236,15 +236,19 @@ def completeness(model, task, heads, method: str = "mean", nodes: str = "heads",
 
 
 # ---------------------------------------------------------------------------- minimality
+FINALISTS = 3  # candidate K per node measured on every prompt, besides K = {}
+
 def run_minimality(runner: CircuitAblation, circuit: list[Node], subsets: list[tuple[Node, ...]], depth: int,
                    boot: Optional[Bootstrap], progress: bool = False,
                    search_prompts: Optional[int] = DEFAULT_SEARCH_PROMPTS) -> Minimality:
     """Minimality on an existing :class:`CircuitAblation`; ``subsets`` are the random K (v is
-    taken out of each). Candidate K are ranked on the search prompts, the best measured on all."""
+    taken out of each). Candidate K are ranked on the search prompts; each node's best
+    ``FINALISTS`` candidates and K = {} are then measured on every prompt, and the largest wins
+    (so the reported value is never below K = {}'s)."""
     space = runner.space
     c_mask = space.mask(circuit)
     search = runner.search_prompts(search_prompts)
-    best: dict[Node, tuple[float, tuple[Node, ...]]] = {}
+    best: dict[Node, list[tuple[float, tuple[Node, ...]]]] = {v: [] for v in circuit}
 
     def try_sets(pairs: list[tuple[Node, tuple[Node, ...]]]) -> list[float]:
         """|F(C \\ (K + v)) - F(C \\ K)| on the search prompts for each (v, K); keep each v's best K."""
@@ -254,8 +258,7 @@ def run_minimality(runner: CircuitAblation, circuit: list[Node], subsets: list[t
         means = runner.scores(torch.stack(masks), progress, "minimality", search).mean(1)  # [2 * pair]
         gaps = (means[: len(pairs)] - means[len(pairs):]).abs().tolist()
         for (v, k), gap in zip(pairs, gaps):
-            if v not in best or gap > best[v][0]:
-                best[v] = (gap, k)
+            best[v].append((gap, k))
         return gaps
 
     start = [(v, ()) for v in circuit]
@@ -274,11 +277,25 @@ def run_minimality(runner: CircuitAblation, circuit: list[Node], subsets: list[t
             mine = [(g, k) for (w, k), g in zip(pairs, gaps) if w == v]
             if mine:
                 chains[v] = max(mine, key=lambda gk: gk[0])[1]
-    chosen = [(v, best[v][1]) for v in circuit]
-    masks = [_without(c_mask, runner, k + (v,)) for v, k in chosen] + [_without(c_mask, runner, k) for v, k in chosen]
+    finalists = []  # (v, K): each node's best few K on the search prompts, and K = {}
+    for v in circuit:
+        ranked = [k for _, k in sorted(best[v], key=lambda gk: -gk[0])]
+        for k in [()] + ranked:
+            if (v, k) not in finalists and sum(1 for w, _ in finalists if w == v) < FINALISTS + 1:
+                finalists.append((v, k))
+    masks = [_without(c_mask, runner, k + (v,)) for v, k in finalists]
+    masks += [_without(c_mask, runner, k) for v, k in finalists]
     masks += [space.full(), space.empty(), c_mask]
     values = runner.scores(torch.stack(masks), progress, "minimality")  # every prompt
     fm, fe, fc = values[-3:]
+    n = len(finalists)
+    gaps = (values[:n].mean(1) - values[n:2 * n].mean(1)).abs()  # [finalist] on every prompt
+    pick = {}
+    for i, (v, k) in enumerate(finalists):
+        if v not in pick or gaps[i] > gaps[pick[v]]:
+            pick[v] = i
+    chosen = [finalists[pick[v]] for v in circuit]
+    values = torch.cat([values[[pick[v] for v in circuit]], values[[n + pick[v] for v in circuit]], values[-3:]])
     relative_to = "F(M) - F(empty)" if runner.faithfulness_kind == "normalized" else "|F(C)|"
     scores, relative, removed = {}, {}, {}
     for i, (v, k) in enumerate(chosen):
