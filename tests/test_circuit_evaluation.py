@@ -411,3 +411,16 @@ def test_minimality_is_never_below_removing_the_node_alone(ioi_model):
     for v in circuit:
         alone = runner.space.mask([n for n in circuit if n != v])
         assert mini[v].value >= float((runner.score(alone).mean() - base).abs()) - 1e-6
+
+
+def test_curve_figure_spaces_points_evenly_for_large_models():
+    from circuitscope.circuit.curve import FaithfulnessCurve
+    from circuitscope.circuit.estimate import Estimate
+
+    ks = curve_sizes(144)  # MIB's small fractions plus every 1/32: uneven
+    c = FaithfulnessCurve(ks, [k / 144 for k in ks], [Estimate(k / 144, (0, 1)) for k in ks], Estimate(0.5),
+                          Estimate(0.5), [], 144)
+    labels = c.figure().to_plotly().data[-1].x
+    kept = [int(str(label).split()[0]) for label in labels]
+    gaps = {b - a for a, b in zip(kept, kept[1:])}
+    assert len(kept) == 33 and max(gaps) - min(gaps) <= 1  # a categorical axis that is also even

@@ -94,3 +94,14 @@ def test_circuitsvis_backend_inlines_its_bundle():
     assert "unpkg.com" not in html and "sourceMappingURL" not in html
     assert "var CircuitsVis=" in html and "CircuitsVis.AttentionHeads" in html
     assert embedded_data(html)["prompts"][1]["tokens"] == TOKENS[1]
+
+
+def test_nan_in_a_pattern_becomes_null_in_the_page():
+    import torch
+
+    from circuitscope.plot import attention_view
+
+    p = torch.rand(1, 1, 3, 3).tril()
+    p[0, 0, 1, 0] = float("nan")
+    html = attention_view(p, [["a", "b", "c"]]).to_html()
+    assert "NaN" not in html and "null" in html

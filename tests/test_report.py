@@ -353,3 +353,14 @@ def test_results_json_rejects_nothing_finite():
 
     data = to_jsonable({"a": [math.nan, 1.5], "b": torch.tensor(2), 3: "k"})
     assert data == {"a": [None, 1.5], "b": 2, "3": "k"}
+
+
+def test_diagram_survives_infinite_effects_and_dollar_signs(tmp_path):
+    nodes = [{"label": "L0H1", "layer": 0, "head": 1, "role": "cost $\\foo$", "score": 0.3},
+             {"label": "L1H0", "layer": 1, "head": 0, "role": "mover", "score": 0.5}]
+    edges = [{"src": "L0H1", "dst": "L1H0", "input": "k", "effect": math.inf},
+             {"src": "L1H0", "dst": "logits", "input": "logits", "effect": 0.4}]
+    d = CircuitDiagram(nodes, edges, 2, 2, title="price in $\\alpha$")
+    svg = d.to_svg()
+    assert 'stroke-width="nan"' not in svg and 'stroke-width="6.20"' in svg  # the finite edge sets the scale
+    assert d.save(tmp_path / "d.png").stat().st_size > 1000  # "$" is not parsed as TeX

@@ -53,10 +53,16 @@ class FaithfulnessCurve:
         """Line of f(k) against the fraction of nodes kept, with its interval band."""
         from circuitscope.plot import line
 
+        # The line's x axis is categorical: plot evenly spaced sizes only (all of them up to
+        # ALL_SIZES_UP_TO nodes, else the 1/32 grid), so the drawn area matches CPR / CMD.
+        n = self.sizes[-1] if self.sizes else 0
+        grid = {int(round(i / 32 * n)) for i in range(33)}
+        keep = [i for i, k in enumerate(self.sizes) if n <= ALL_SIZES_UP_TO or k in grid]
+        values = [self.values[i] for i in keep]
         ci = None
-        if self.values and all(v.ci is not None for v in self.values):
-            ci = ([v.ci[0] for v in self.values], [v.ci[1] for v in self.values])
-        return line([v.value for v in self.values], x_labels=[f"{k} ({x:.0%})" for k, x in zip(self.sizes, self.x)],
+        if values and all(v.ci is not None for v in values):
+            ci = ([v.ci[0] for v in values], [v.ci[1] for v in values])
+        return line([v.value for v in values], x_labels=[f"{self.sizes[i]} ({self.x[i]:.0%})" for i in keep],
                     ci=ci, names=["normalized faithfulness"],
                     title=title or f"Faithfulness of the top-k circuit: CPR {self.cpr:.3g}, CMD {self.cmd:.3g}",
                     x_title="k nodes kept (fraction of all)", y_title="(F(C_k) - F(empty)) / (F(M) - F(empty))")

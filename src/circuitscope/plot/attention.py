@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import uuid
 from importlib import resources
 from typing import Any, Optional, Sequence, Union
@@ -54,9 +55,20 @@ _CSS = """
 """
 
 
+def _finite(x: Any) -> Any:
+    """``x`` with NaN / inf floats as None (JSON has no NaN; ``JSON.parse`` would reject the page)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    return x
+
+
 def _script_json(data: Any) -> str:
-    """JSON safe inside ``<script>``: ``<`` is escaped so no token can close the tag."""
-    return json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
+    """JSON safe inside ``<script>``: ``<`` is escaped so no token can close the tag; NaN -> null."""
+    return json.dumps(_finite(data), separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
 
 
 class AttentionView(Figure):

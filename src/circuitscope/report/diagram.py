@@ -147,7 +147,8 @@ class CircuitDiagram(Figure):
         legend_h = TOP + 24 * (len(self.roles) + 5)
         self.width = int(plot_w + LEGEND_W)
         self.height = int(max(self.logits_y + len(rows) * ROW_H + ROW_H / 2, legend_h))
-        top = max((abs(e["effect"]) for e in self.edges if e["effect"] is not None and not math.isnan(e["effect"])), default=0.0)
+        top = max((abs(e["effect"]) for e in self.edges if e["effect"] is not None and math.isfinite(e["effect"])),
+                  default=0.0)  # the widest finite edge sets the scale
         self.paths = [self._edge_path(e, top) for e in self.edges]
 
     def _edge_path(self, edge: dict, top: float) -> dict:
@@ -160,8 +161,8 @@ class CircuitDiagram(Figure):
         bend = max(36.0, abs(p0[1] - p3[1]) * 0.5)
         c1, c2 = (p0[0], p0[1] - bend), (p3[0], p3[1] + bend)
         eff = edge["effect"]
-        bad = eff is None or math.isnan(eff)
-        width = 1.2 if bad else 1.2 + 5.0 * abs(eff) / (top or 1.0)
+        bad = eff is None or not math.isfinite(eff)
+        width = (6.2 if eff is not None and math.isinf(eff) else 1.2) if bad else 1.2 + 5.0 * abs(eff) / (top or 1.0)
         colour = UNDEFINED if bad else (POSITIVE if eff >= 0 else NEGATIVE)
         return {"points": (p0, c1, c2, p3), "width": width, "colour": colour,
                 "label_at": _bezier(p0, c1, c2, p3, 0.7)}
@@ -259,35 +260,39 @@ class CircuitDiagram(Figure):
         ax.set_xlim(0, self.width)
         ax.set_ylim(self.height, 0)  # SVG coordinates: y grows downwards
         ax.set_axis_off()
+
+        def put(*args, **kwargs):  # user text (titles, roles) is not TeX: "$" stays a dollar
+            return ax.text(*args, parse_math=False, **kwargs)
+
         pt = 0.72  # one SVG pixel in points when the figure is width / 100 inches wide
         if self.title:
-            ax.text(LEFT, 22, self.title, fontsize=15 * pt, fontweight="bold")
+            put(LEFT, 22, self.title, fontsize=15 * pt, fontweight="bold")
         x_end = LEFT + max(1, len(self.cols)) * COL_W
         for layer, y in self.row_y.items():
             ax.plot([LEFT, x_end], [y, y], color="#eeeeee", linewidth=0.8, zorder=0)
-            ax.text(LEFT - 8, y, f"L{layer}", fontsize=11 * pt, color="#777", ha="right", va="center")
+            put(LEFT - 8, y, f"L{layer}", fontsize=11 * pt, color="#777", ha="right", va="center")
         codes = [MPath.MOVETO, MPath.CURVE4, MPath.CURVE4, MPath.CURVE4]
         for edge, path in zip(self.edges, self.paths):
             ax.add_patch(FancyArrowPatch(path=MPath(path["points"], codes), arrowstyle="-|>", mutation_scale=9,
                                          linewidth=path["width"] * pt, color=path["colour"], alpha=0.8, zorder=1))
             if edge["input"] != "logits":
                 lx, ly = path["label_at"]
-                ax.text(lx + 5, ly, edge["input"], fontsize=10 * pt, color=path["colour"], va="bottom", zorder=3,
+                put(lx + 5, ly, edge["input"], fontsize=10 * pt, color=path["colour"], va="bottom", zorder=3,
                         bbox=dict(facecolor="white", edgecolor="none", pad=0.5))
         lx, ly = self.pos["logits"]
         ax.add_patch(FancyBboxPatch((lx - 50, ly - NODE_H / 2), 100, NODE_H, boxstyle="round,pad=0,rounding_size=6",
                                     facecolor="#333333", edgecolor="none", zorder=2))
-        ax.text(lx, ly, "logits", fontsize=13 * pt, color="white", ha="center", va="center", fontweight="bold", zorder=3)
+        put(lx, ly, "logits", fontsize=13 * pt, color="white", ha="center", va="center", fontweight="bold", zorder=3)
         for node in self.nodes:
             x, y = self.pos[node["label"]]
             fill = role_colour(node["role"])
             ax.add_patch(FancyBboxPatch((x - NODE_W / 2, y - NODE_H / 2), NODE_W, NODE_H, zorder=2, linewidth=0.7,
                                         boxstyle="round,pad=0,rounding_size=6", facecolor=fill, edgecolor="#333"))
             has_score = node["score"] is not None
-            ax.text(x, y - (5 if has_score else 0), node["label"], fontsize=12 * pt, fontweight="bold",
+            put(x, y - (5 if has_score else 0), node["label"], fontsize=12 * pt, fontweight="bold",
                     color=_text_colour(fill), ha="center", va="center", zorder=3)
             if has_score:
-                ax.text(x, y + 9, _fmt(node["score"]), fontsize=10 * pt, color=_text_colour(fill),
+                put(x, y + 9, _fmt(node["score"]), fontsize=10 * pt, color=_text_colour(fill),
                         ha="center", va="center", zorder=3)
         for i, (kind, colour, text) in enumerate(self._legend()):
             x, y = self.legend_x, TOP + i * 24
@@ -296,4 +301,4 @@ class CircuitDiagram(Figure):
                                             edgecolor="#333", linewidth=0.7))
             elif kind == "edge":
                 ax.plot([x, x + 16], [y + 8, y + 8], color=colour, linewidth=3 * pt)
-            ax.text(x + (0 if kind == "note" else 22), y + 8, text, fontsize=11 * pt, color="#333", va="center")
+            put(x + (0 if kind == "note" else 22), y + 8, text, fontsize=11 * pt, color="#333", va="center")
