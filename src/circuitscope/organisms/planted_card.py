@@ -78,12 +78,16 @@ model, `transformers.AutoModelForCausalLM.from_pretrained(<this folder>)` (same 
 On `[BOS] A A` the second copy is predicted by induction. The only losses come from tokens that
 occur more than once in A (the head then averages the continuations of every earlier occurrence).
 
-## Distractors (no causal effect by construction)
+## Distractors (no effect under patching, by construction)
 
 {distractor_table}
 
 Each writes into a 3-dim subspace of its own that no later weight reads, a code of constant norm,
-so not even LayerNorm carries its output to the logits.
+so patching it (or resampling it from another prompt) reaches the logits not even through
+LayerNorm. Mean or zero ablation is the exception: it shrinks that code, the residual norm drops
+and the fixed LayerNorm gain no longer matches, so ablating distractors that way moves the
+induction metric by a few per cent (faithfulness of the planted circuit 0.96-0.98 with mean
+ablation, 1.00 with resample ablation).
 
 ## Construction
 
