@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+import tempfile
+
 import torch
 import transformers as tf
+
+from circuitscope import HookedTransformer
+from circuitscope.tasks import Task
 
 VOCAB = 97
 
@@ -63,3 +70,47 @@ def make_hf_model(family: str, seed: int = 0, n_layers: int | None = None, weigh
 def random_tokens(batch: int = 3, pos: int = 12, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, VOCAB, (batch, pos), generator=g)
+
+
+@functools.lru_cache(maxsize=None)
+def get_model(family: str, n_layers: int) -> HookedTransformer:
+    hf = make_hf_model(family, seed=1, n_layers=n_layers, weight_std=0.3)
+    logging.disable(logging.WARNING)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            hf.save_pretrained(folder)
+            model = HookedTransformer.from_pretrained(folder, device="cpu")
+    finally:
+        logging.disable(logging.NOTSET)
+    assert model.cfg.dtype == torch.float32
+    return model
+
+
+def make_task(model, lengths=(6, 4, 5), diff_positions=(1, 3), seed=0) -> Task:
+    """Random right-padded prompts (pad id 0) of the given lengths; the corrupted prompts change
+    the tokens at ``diff_positions``. The answers are chosen so that the clean and corrupted logit
+    differences are well apart: correct = clean top token, incorrect = corrupted top token."""
+    g = torch.Generator().manual_seed(seed)
+    batch, width = len(lengths), max(lengths)
+    clean = torch.randint(1, VOCAB, (batch, width), generator=g)
+    corrupted = clean.clone()
+    for p in diff_positions:
+        shift = torch.randint(1, VOCAB - 1, (batch,), generator=g)
+        corrupted[:, p] = (clean[:, p] - 1 + shift) % (VOCAB - 1) + 1  # in [1, VOCAB), never equal
+    for b, n in enumerate(lengths):
+        clean[b, n:] = 0
+        corrupted[b, n:] = 0
+    answer_pos = torch.tensor(lengths) - 1
+    rows = torch.arange(batch)
+    with torch.no_grad():
+        clean_final = model(clean)[rows, answer_pos]
+        corrupted_final = model(corrupted)[rows, answer_pos]
+    correct = clean_final.argmax(-1)
+    incorrect = corrupted_final.argmax(-1)
+    second = clean_final.topk(2).indices[:, 1]
+    incorrect = torch.where(incorrect == correct, second, incorrect)
+    task = Task(clean, corrupted, torch.stack([correct, incorrect], -1), answer_pos,
+                positions={"S": torch.tensor([(2, 1, 2)[b % 3] for b in range(batch)])}, name="random")
+    clean_ld, corrupted_ld = task.baselines(model)
+    assert clean_ld - corrupted_ld > 0.3, (clean_ld, corrupted_ld)  # a well-conditioned normalised metric
+    return task

@@ -246,5 +246,7 @@ def _attention(model, task: Task, heads, n: int):
     tokens = task.clean_tokens[:n, : max(lengths)]
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_pattern"))
-    str_tokens = [[model.tokenizer.decode([t]) for t in tokens[i, : lengths[i]].tolist()] for i in idx]
+    tok = getattr(model, "tokenizer", None)
+    show = (lambda t: tok.decode([t])) if tok is not None else (lambda t: f"#{t}")  # ids when there is no tokenizer
+    str_tokens = [[show(t) for t in tokens[i, : lengths[i]].tolist()] for i in idx]
     return attention_from_cache(cache, heads, str_tokens, title="Attention of the circuit's heads")
