@@ -20,7 +20,7 @@ from circuitscope.patching.readout import readout_of
 from circuitscope.results import Result
 from circuitscope.tasks.task import Task
 
-__all__ = ["HeadEffect", "metric_per_prompt", "paired_effects", "direct_effects", "path_effects",
+__all__ = ["HeadEffect", "task_metrics", "metric_per_prompt", "paired_effects", "direct_effects", "path_effects",
            "total_effects", "answer_split", "attention_targets"]
 
 
@@ -102,35 +102,45 @@ def _fallback(result, model, task: Task, metric, corrupted: bool = False):
     return metric_per_prompt(model, task, metric, corrupted=corrupted)
 
 
-def direct_effects(model, task: Task, ci: Bootstrap, progress: bool = False) -> HeadEffect:
+def task_metrics(model, task: Task):
+    """The task's normalised metric in both conventions, ``(normalized, ioi)``, from one clean
+    and one corrupted run (each ``task.patching_metric`` call would run both again)."""
+    from circuitscope.tasks.metrics import NormalizedMetric
+
+    clean, corrupted = task.run(model), task.run(model, corrupted=True)
+    return tuple(NormalizedMetric.from_task(task, clean, corrupted, convention=c) for c in ("normalized", "ioi"))
+
+
+def direct_effects(model, task: Task, ci: Bootstrap, progress: bool = False, metric=None) -> HeadEffect:
     """Each head's effect through its *direct* path to the logits (path patching into the final
     residual stream, noising): negative = the head's clean output helps the behaviour directly."""
     from circuitscope.patching import path_patch
 
-    metric = task.patching_metric(model, convention="ioi")
+    metric = task.patching_metric(model, convention="ioi") if metric is None else metric
     result = path_patch(model, task, "resid", "resid", metric=metric, per_prompt=True, ci=False, progress=progress)
     return paired_effects("direct path to the logits", result, _fallback(result, model, task, metric), ci)
 
 
 def path_effects(model, task: Task, receivers: Sequence[tuple[int, int]], receiver_input: str, ci: Bootstrap,
-                 progress: bool = False) -> HeadEffect:
+                 progress: bool = False, metric=None) -> HeadEffect:
     """Each sender head's effect through its direct path into the receivers' ``q``, ``k`` or ``v``
-    (at every position; noising, IOI convention: -1 = the whole clean-to-corrupted drop)."""
+    (at every position; noising, IOI convention: -1 = the whole clean-to-corrupted drop).
+    ``metric``: the task's IOI-convention metric, if already built (see :func:`task_metrics`)."""
     from circuitscope.patching import path_patch
 
-    metric = task.patching_metric(model, convention="ioi")
+    metric = task.patching_metric(model, convention="ioi") if metric is None else metric
     result = path_patch(model, task, list(receivers), receiver_input, metric=metric, per_prompt=True, ci=False,
                         progress=progress)
     names = ", ".join(f"L{l}H{h}" for l, h in receivers)
     return paired_effects(f"path into {receiver_input} of {names}", result, _fallback(result, model, task, metric), ci)
 
 
-def total_effects(model, task: Task, ci: Bootstrap, progress: bool = False) -> HeadEffect:
+def total_effects(model, task: Task, ci: Bootstrap, progress: bool = False, metric=None) -> HeadEffect:
     """Activation patching of every head's output at all positions (denoising): how much of the
     behaviour each head's clean output restores in the corrupted run (1 = all of it)."""
     from circuitscope.patching import sweep
 
-    metric = task.patching_metric(model)
+    metric = task.patching_metric(model) if metric is None else metric
     result = sweep(model, task, "z", by="all", metric=metric, per_prompt=True, ci=False, progress=progress)
     return paired_effects("head output patching", result, _fallback(result, model, task, metric, corrupted=True), ci)
 

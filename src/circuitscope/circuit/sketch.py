@@ -29,7 +29,7 @@ from circuitscope.circuit.circuit import Circuit, Edge, Evidence, HeadRecord, he
 from circuitscope.circuit.describe import describe
 from circuitscope.circuit.estimate import Estimate
 from circuitscope.circuit.experiments import (
-    answer_split, attention_targets, direct_effects, path_effects, total_effects,
+    answer_split, attention_targets, direct_effects, path_effects, task_metrics, total_effects,
 )
 from circuitscope.circuit.roles import DETECTOR_ROLES, HeadFacts, SketchConfig, assign_role, detector_matches
 from circuitscope.results import Result
@@ -61,7 +61,7 @@ def sketch_circuit(model, task: Task, config: SketchConfig = SketchConfig(), pro
     if not isinstance(task, Task):
         raise TypeError(f"sketch_circuit needs a Task (clean/corrupted prompts with answers), got {type(task).__name__}")
     t0 = time.perf_counter()
-    metric = task.patching_metric(model)
+    metric, ioi_metric = task_metrics(model, task)  # normalised (denoising) and IOI (noising, path) scales
     if not metric.clean_baseline > metric.corrupted_baseline:
         raise ValueError(
             f"the model does not do this task: its metric is {metric.clean_baseline:.4g} on the clean prompts and "
@@ -78,10 +78,10 @@ def sketch_circuit(model, task: Task, config: SketchConfig = SketchConfig(), pro
 
     results: dict[str, Result] = {}
     try:
-        total = total_effects(model, task, ci)
+        total = total_effects(model, task, ci, metric=metric)
         results["head_output_patching"] = total.as_result("Head output patching (denoising, all positions)")
         step("head output patching")
-        direct = direct_effects(model, task, ci)
+        direct = direct_effects(model, task, ci, metric=ioi_metric)
         results["direct_path"] = direct.as_result("Direct path to the logits (path patching, noising)")
         step("direct paths")
         dla = split = attn = None
@@ -132,7 +132,7 @@ def sketch_circuit(model, task: Task, config: SketchConfig = SketchConfig(), pro
                 step(f"path patching into {inp} (depth {depth})")
                 if not frontier:
                     continue
-                eff = path_effects(model, task, frontier, inp, ci)
+                eff = path_effects(model, task, frontier, inp, ci, metric=ioi_metric)
                 name = f"path_{inp}_depth{depth}"
                 results[name] = eff.as_result(f"Path patching into the {inp} of {', '.join(head_label(*h) for h in frontier)}")
                 mask = eff.significant(config.path_threshold)
@@ -146,7 +146,7 @@ def sketch_circuit(model, task: Task, config: SketchConfig = SketchConfig(), pro
                     label = head_label(layer, head)
                     if label in records:
                         records[label].evidence.append(Evidence(f"path into {inp} of {_whose(depth)}", name, e))
-                edges += _edges(model, task, frontier, inp, eff, mask, ci, config)
+                edges += _edges(model, task, frontier, inp, eff, mask, ci, config, ioi_metric)
             new = []
             for (layer, head), (inp, e) in sorted(found.items()):
                 label = head_label(layer, head)
@@ -194,7 +194,7 @@ def _whose(depth: int) -> str:
     return "the direct heads" if depth == 1 else f"the depth-{depth - 1} heads"
 
 
-def _edges(model, task, receivers, inp, joint, mask, ci, config) -> list[Edge]:
+def _edges(model, task, receivers, inp, joint, mask, ci, config, metric) -> list[Edge]:
     """Per-receiver edges for the senders the joint path patch found (one more path patch per
     receiver when there are several; the joint effect is the edge when there is one)."""
     senders = [(l, h) for l, h in mask.nonzero().tolist()]
@@ -202,7 +202,7 @@ def _edges(model, task, receivers, inp, joint, mask, ci, config) -> list[Edge]:
         return []
     out = []
     for r in receivers:
-        eff = joint if len(receivers) == 1 else path_effects(model, task, [r], inp, ci)
+        eff = joint if len(receivers) == 1 else path_effects(model, task, [r], inp, ci, metric=metric)
         for layer, head in senders:
             if layer < r[0]:
                 e = eff.estimate(layer, head)
