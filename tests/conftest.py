@@ -196,3 +196,12 @@ def small_random_model(tiny_tokenizer):
         model = HookedTransformer(cfg, tokenizer=tiny_tokenizer)
         model.init_weights(std=0.3)
     return model
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one thread is faster than two, and much faster on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

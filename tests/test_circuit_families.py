@@ -10,7 +10,6 @@ exactly faithful; heads that cannot reach a receiver have exactly zero path effe
 import json
 
 import pytest
-import torch
 
 from circuitscope.circuit import SketchConfig, evaluate_circuit, sketch_circuit
 from circuitscope.report import AnalysisOptions, analyze
@@ -20,12 +19,7 @@ LENGTHS = (8,) * 32
 CFG = SketchConfig(direct_threshold=0.01, path_threshold=0.01, n_resamples=100, n_detector_prompts=6)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("family", ["gpt2", "neox", "llama"])

@@ -39,13 +39,7 @@ HEAD_ACTS = ["z", "q", "k", "v", "pattern"]
 RECEIVERS = [(2, 0), (2, 3), (1, 1)]  # path patching receivers in the 3-layer models
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is faster than two, and much faster on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------- models, tasks, metrics
