@@ -166,13 +166,17 @@ def analyze(model, task: Task, model_name: str = "", options: AnalysisOptions = 
                                   "skipped": "the model does not do this task (clean metric not above corrupted)"}
             return out
         with steps("activation patching"):
+            from circuitscope.circuit.experiments import task_metrics
+
+            metric = task_metrics(model, task)[0]  # one clean and one corrupted run for every sweep
             results["patching"] = {}
             for what, by in SWEEPS:
                 try:
                     check_patchable(model, what)
                 except ValueError:
                     continue  # e.g. mlp_out on an attention-only model
-                res = patching.sweep(model, task, what, by=by, per_prompt=True, progress=options.progress)
+                res = patching.sweep(model, task, what, by=by, metric=metric, per_prompt=True,
+                                     progress=options.progress)
                 name = f"patch_{what}_{by}"
                 results["patching"][name] = res.to_dict()
                 figures[name] = res.plot()
